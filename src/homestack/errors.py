@@ -1,0 +1,93 @@
+"""One error tree for homestack, translated at the edges.
+
+Over HTTP an error becomes an OpenAI-shaped JSON body with a ``source`` field
+saying whether the gateway or the runner produced it; on the CLI it becomes
+one line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+
+class HomestackError(Exception):
+    status = 500
+    type = "server_error"
+    code: str | None = None
+    source = "gateway"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def body(self) -> bytes:
+        return error_body(self.message, self.type, self.param, self.code, self.source)
+
+
+def error_body(message: str, type_: str, param: str | None, code: str | None, source: str) -> bytes:
+    return orjson.dumps(
+        {"error": {"message": message, "type": type_, "param": param, "code": code, "source": source}}
+    )
+
+
+class ConfigError(HomestackError):
+    """A fleet file or setting is invalid; the message names file, dotted key and fix."""
+
+    type = "invalid_config"
+
+
+class BadRequest(HomestackError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class Unauthorized(HomestackError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class Forbidden(HomestackError):
+    status = 403
+    type = "permission_error"
+    code = "admin_key_required"
+
+
+class NotFound(HomestackError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class PayloadTooLarge(HomestackError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class RunnerError(HomestackError):
+    """The runner failed: it could not start, died, or sent no valid answer."""
+
+    status = 502
+    type = "runner_error"
+    code = "runner_failed"
+    source = "runner"
+
+
+class RunnerTimeout(RunnerError):
+    status = 504
+    type = "timeout_error"
+    code = "runner_timeout"
+
+
+class MethodNotAllowed(HomestackError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"

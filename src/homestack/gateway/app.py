@@ -1,0 +1,164 @@
+"""The gateway's ASGI app: OpenAI routes, admin routes, auth, limits, request logs.
+
+The hot path reads the body once, parses it once (to find the model), and
+forwards the original bytes untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+
+from ..config import FleetConfig
+from ..errors import BadRequest, HomestackError, MethodNotAllowed, NotFound
+from ..observe import RequestLog, RequestRecord
+from ..scheduler import Scheduler
+from . import admin
+from .asgi import Receive, Scope, Send, read_body, send_error, send_response
+from .auth import Auth
+from .proxy import forward
+
+# Route -> the field a request must carry besides "model".
+_OPENAI_ROUTES = {
+    "/v1/chat/completions": "messages",
+    "/v1/completions": "prompt",
+    "/v1/embeddings": "input",
+}
+
+
+class Gateway:
+    def __init__(self, fleet: FleetConfig, scheduler: Scheduler, request_log: RequestLog | None = None):
+        self.fleet = fleet
+        self.scheduler = scheduler
+        self.auth = Auth(fleet.api_keys, fleet.admin_keys)
+        self.request_log = request_log or RequestLog()
+        self.session: aiohttp.ClientSession | None = None
+        self.on_started: list[Any] = []
+        self._created = int(time.time())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                timeouts = self.fleet.timeouts
+                self.session = aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None),
+                    timeout=aiohttp.ClientTimeout(sock_connect=timeouts.connect, sock_read=timeouts.read),
+                    auto_decompress=False,
+                    skip_auto_headers=("User-Agent",),
+                )
+                await self.scheduler.start(self.session)
+                for callback in self.on_started:
+                    callback()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.scheduler.close()
+                if self.session is not None:
+                    await self.session.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        authorization = request_id = content_length = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"x-request-id":
+                request_id = value
+            elif name == b"content-length":
+                content_length = value
+        rid = request_id.decode("latin-1") if request_id else os.urandom(8).hex()
+        rid_header = [(b"x-request-id", request_id or rid.encode())]
+        method = scope["method"]
+        required = _OPENAI_ROUTES.get(path)
+        if required is not None and method == "POST":
+            await self._openai(path, required, authorization, content_length, rid, rid_header, receive, send)
+            return
+        try:
+            if path == "/health":
+                await send_response(send, 200, b'{"status":"ok"}', headers=rid_header)
+                return
+            if path == "/v1/models" and method == "GET":
+                self.auth.check(authorization, admin=False)
+                await send_response(send, 200, self._models(), headers=rid_header)
+                return
+            if path.startswith("/admin/"):
+                self.auth.check(authorization, admin=True)
+                await admin.handle(self, scope, path, method, send, receive, rid_header)
+                return
+            if path in _OPENAI_ROUTES or path == "/v1/models":
+                raise MethodNotAllowed(f"{method} is not allowed on {path}")
+            raise NotFound(f"no route {method} {path}")
+        except HomestackError as exc:
+            await send_error(send, exc, rid_header)
+
+    async def _openai(
+        self, path: str, required: str, authorization: bytes | None, content_length: bytes | None,
+        rid: str, rid_header, receive: Receive, send: Send,
+    ) -> None:
+        rec = RequestRecord(rid, "POST", path)
+        try:
+            self.auth.check(authorization, admin=False)
+            body = await read_body(receive, self.fleet.max_body_bytes, _int(content_length))
+            payload = _parse(body, required)
+            rec.model = payload["model"]
+            rec.stream = payload.get("stream") is True
+            runner = self.scheduler.resolve(rec.model)
+            rec.runner, rec.runner_kind, rec.runner_version = runner.name, runner.kind, runner.version
+            assert self.session is not None
+            async with self.scheduler.lease(runner):
+                await forward(self.session, runner, path, body, rec, send, receive, rid_header)
+        except HomestackError as exc:
+            rec.status, rec.outcome = exc.status, exc.type
+            await send_error(send, exc, rid_header)
+        finally:
+            self.request_log.write(rec)
+
+    def _models(self) -> bytes:
+        data = [
+            {
+                "id": r.name,
+                "object": "model",
+                "created": self._created,
+                "owned_by": "homestack",
+                "aliases": list(r.spec.aliases),
+                "runner": r.kind,
+                "state": r.state.value,
+            }
+            for r in self.scheduler.runners.values()
+        ]
+        return orjson.dumps({"object": "list", "data": data})
+
+
+def _int(value: bytes | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        raise BadRequest("Content-Length is not a number") from None
+
+
+def _parse(body: bytes, required: str) -> dict[str, Any]:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise BadRequest("request body must be a JSON object")
+    model = payload.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("missing required field 'model'", param="model")
+    if required not in payload:
+        raise BadRequest(f"missing required field {required!r}", param=required)
+    return payload

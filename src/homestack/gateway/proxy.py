@@ -1,0 +1,137 @@
+"""Forwarding one OpenAI request to a runner and relaying the answer.
+
+Streams are relayed chunk by chunk as they arrive and always end with
+``data: [DONE]``; a runner that dies mid-stream yields an error event first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+import aiohttp
+import orjson
+
+from ..errors import HomestackError, RunnerError, RunnerTimeout, error_body
+from ..observe import RequestRecord
+from ..runners import Runner
+from .asgi import Headers, Receive, Send, send_response, wait_disconnect
+
+_DONE = b"data: [DONE]\n\n"
+_SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+_PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
+_COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
+_UPSTREAM_HEADERS = {"Content-Type": "application/json"}
+
+
+def _count_tokens(rec: RequestRecord, data: bytes) -> None:
+    """Read token counts from a ``usage`` object without parsing the whole body."""
+    at = data.rfind(b'"usage"')
+    if at < 0:
+        return
+    tail = data[at:]
+    if m := _PROMPT_TOKENS.search(tail):
+        rec.tokens_in = int(m.group(1))
+    if m := _COMPLETION_TOKENS.search(tail):
+        rec.tokens_out = int(m.group(1))
+
+
+def runner_error(status: int, data: bytes) -> tuple[bytes, str]:
+    """An upstream error body in OpenAI shape, marked as the runner's; and its type."""
+    try:
+        parsed = orjson.loads(data)
+        error = parsed.get("error") if isinstance(parsed, dict) else None
+    except orjson.JSONDecodeError:
+        error = None
+    if isinstance(error, dict):
+        message = error.get("message") or str(error)
+        type_ = error.get("type") or "runner_error"
+        code = error.get("code")
+        param = error.get("param")
+    else:
+        message = data.decode("utf-8", "replace").strip()[:500] or f"runner answered HTTP {status}"
+        type_, code, param = "runner_error", None, None
+    return error_body(message, type_, param, None if code is None else str(code), "runner"), type_
+
+
+def _transport_error(runner: Runner, exc: BaseException) -> HomestackError:
+    if isinstance(exc, asyncio.TimeoutError):
+        return RunnerTimeout(f"model {runner.name!r} did not answer in time")
+    detail = str(exc) or type(exc).__name__
+    return RunnerError(f"model {runner.name!r} failed: {detail}")
+
+
+async def forward(
+    session: aiohttp.ClientSession,
+    runner: Runner,
+    path: str,
+    body: bytes,
+    rec: RequestRecord,
+    send: Send,
+    receive: Receive,
+    extra_headers: Headers,
+) -> None:
+    url = runner.base_url + path[3:]  # path starts with /v1; base_url ends with /v1
+    headers = {**_UPSTREAM_HEADERS, **runner.upstream_headers} if runner.upstream_headers else _UPSTREAM_HEADERS
+    try:
+        resp = await session.post(url, data=body, headers=headers)
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise _transport_error(runner, exc) from None
+    try:
+        if rec.stream and resp.status == 200:
+            await _relay_stream(resp, runner, rec, send, receive, extra_headers)
+            return
+        try:
+            data = await resp.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise _transport_error(runner, exc) from None
+        rec.status = resp.status
+        if resp.status >= 400:
+            data, rec.outcome = runner_error(resp.status, data)
+            await send_response(send, resp.status, data, headers=extra_headers)
+            return
+        _count_tokens(rec, data)
+        content_type = resp.headers.get("Content-Type", "application/json").encode()
+        await send_response(send, resp.status, data, content_type, extra_headers)
+    finally:
+        resp.release()
+
+
+async def _relay_stream(
+    resp: aiohttp.ClientResponse, runner: Runner, rec: RequestRecord, send: Send, receive: Receive,
+    extra_headers: Headers,
+) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + extra_headers})
+    disconnected = asyncio.ensure_future(wait_disconnect(receive))
+    tail = b""
+    chunks = 0
+    try:
+        async for chunk in resp.content.iter_any():
+            if disconnected.done():
+                rec.outcome = "client_disconnected"
+                return
+            if rec.first_byte is None:
+                rec.first_byte = time.perf_counter()
+            chunks += 1
+            if b'"usage"' in chunk:
+                _count_tokens(rec, chunk)
+            tail = chunk[-len(_DONE):]
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        error = _transport_error(runner, exc)
+        rec.outcome, rec.status = error.type, error.status
+        await send({"type": "http.response.body", "body": b"data: " + error.body() + b"\n\n", "more_body": True})
+        tail = b""
+    finally:
+        disconnected.cancel()
+    if tail != _DONE:
+        if rec.outcome == "ok":  # the runner closed the stream without finishing it
+            error = RunnerError(f"model {runner.name!r} ended the stream early")
+            rec.outcome, rec.status = error.type, error.status
+            await send({"type": "http.response.body", "body": b"data: " + error.body() + b"\n\n", "more_body": True})
+        await send({"type": "http.response.body", "body": _DONE, "more_body": False})
+    else:
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    if rec.tokens_out is None:
+        rec.tokens_out = max(chunks - 2, 0) if chunks else None

@@ -1,0 +1,78 @@
+"""Running the gateway: validate, bind, refuse unsafe exposure, serve with uvicorn."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import sys
+
+import uvicorn
+
+from ..config import FleetConfig
+from ..errors import ConfigError
+from ..scheduler import Scheduler
+from .app import Gateway
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(fleet: FleetConfig, no_auth: bool) -> None:
+    if not fleet.auth_enabled and not no_auth and not is_loopback(fleet.host):
+        raise ConfigError(
+            f"refusing to serve on {fleet.host} without API keys: set api_keys in the fleet file, "
+            "or pass --no-auth to allow anyone who can reach it"
+        )
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _banner(gateway: Gateway, url: str) -> None:
+    lines = [f"homestack serving {url}/v1 (OpenAI-compatible; admin at {url}/admin)"]
+    for runner in gateway.scheduler.runners.values():
+        extra = f"aliases: {', '.join(runner.spec.aliases)}; " if runner.spec.aliases else ""
+        pinned = "pinned; " if runner.pinned else ""
+        lines.append(f"  model {runner.name}  [{runner.kind} {runner.version}] ({pinned}{extra}ttl {runner.ttl:g} s)")
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def serve(fleet: FleetConfig, source: str, no_auth: bool = False) -> None:
+    check_exposure(fleet, no_auth)
+    try:
+        scheduler = Scheduler.build(fleet)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc.message}") from None
+    gateway = Gateway(fleet, scheduler)
+    sock = _bind(fleet.host, fleet.port)
+    host, port = sock.getsockname()[:2]
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    gateway.on_started.append(lambda: _banner(gateway, url))
+    config = uvicorn.Config(
+        gateway,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    uvicorn.Server(config).run(sockets=[sock])

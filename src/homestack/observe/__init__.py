@@ -1,0 +1,5 @@
+"""Observability: structured request logs."""
+
+from .requestlog import RequestLog, RequestRecord
+
+__all__ = ["RequestLog", "RequestRecord"]

@@ -1,0 +1,72 @@
+"""One structured JSON line per request.
+
+It answers: which host, model, runner and runner version; how long (total and
+time to first token); how many tokens in and out; how it ended.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from typing import BinaryIO
+
+import orjson
+
+
+class RequestRecord:
+    """What the gateway learns about one request while it serves it."""
+
+    __slots__ = (
+        "request_id", "method", "path", "model", "runner", "runner_kind", "runner_version",
+        "stream", "status", "outcome", "started", "first_byte", "tokens_in", "tokens_out",
+    )
+
+    def __init__(self, request_id: str, method: str, path: str):
+        self.request_id = request_id
+        self.method = method
+        self.path = path
+        self.model: str | None = None
+        self.runner: str | None = None
+        self.runner_kind: str | None = None
+        self.runner_version: str | None = None
+        self.stream = False
+        self.status = 200
+        self.outcome = "ok"
+        self.started = time.perf_counter()
+        self.first_byte: float | None = None
+        self.tokens_in: int | None = None
+        self.tokens_out: int | None = None
+
+
+class RequestLog:
+    def __init__(self, out: BinaryIO | None = None):
+        self._out = out or sys.stdout.buffer
+        self._host = socket.gethostname()
+
+    def write(self, rec: RequestRecord) -> None:
+        now = time.perf_counter()
+        line = {
+            "ts": round(time.time(), 3),
+            "event": "request",
+            "host": self._host,
+            "request_id": rec.request_id,
+            "method": rec.method,
+            "path": rec.path,
+            "model": rec.model,
+            "runner": rec.runner,
+            "runner_kind": rec.runner_kind,
+            "runner_version": rec.runner_version,
+            "stream": rec.stream,
+            "status": rec.status,
+            "outcome": rec.outcome,
+            "duration_ms": round((now - rec.started) * 1000, 3),
+            "ttft_ms": round((rec.first_byte - rec.started) * 1000, 3) if rec.first_byte else None,
+            "tokens_in": rec.tokens_in,
+            "tokens_out": rec.tokens_out,
+        }
+        try:
+            self._out.write(orjson.dumps(line) + b"\n")
+            self._out.flush()
+        except (OSError, ValueError):  # a closed or broken log stream must not fail requests
+            pass

@@ -1,0 +1,129 @@
+"""The built-in embeddings runner: sentence-transformers behind ``/v1/embeddings``.
+
+It runs as its own child process so torch never loads in the gateway and the
+model unloads like any other runner. ``/health`` answers 503 while the model
+loads, as llama-server does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+_state: dict[str, Any] = {"model": None, "error": None}
+_encode_lock = threading.Lock()  # one encode at a time: torch already uses every core
+
+
+def _load(path: str) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        started = time.monotonic()
+        from sentence_transformers import SentenceTransformer
+
+        _state["model"] = SentenceTransformer(path, device="cpu")
+        print(f"embeddings: loaded {path} in {time.monotonic() - started:.1f} s", flush=True)
+    except Exception as exc:  # reported on /health and in the log; the gateway shows the tail
+        _state["error"] = f"{type(exc).__name__}: {exc}"
+        print(f"embeddings: failed to load {path}: {_state['error']}", flush=True)
+        os._exit(1)
+
+
+def _error(message: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
+
+
+def _embed(name: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    texts = body.get("input")
+    if isinstance(texts, str):
+        texts = [texts]
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        return 400, _error("'input' must be a non-empty string or list of strings", "input")
+    fmt = body.get("encoding_format", "float")
+    if fmt not in ("float", "base64"):
+        return 400, _error("'encoding_format' must be 'float' or 'base64'", "encoding_format")
+    model = _state["model"]
+    with _encode_lock:
+        vectors = model.encode(texts, convert_to_numpy=True, normalize_embeddings=True)
+        tokens = sum(len(ids) for ids in model.tokenizer(texts)["input_ids"])
+    data = []
+    for i, vec in enumerate(vectors):
+        emb: Any = base64.b64encode(vec.astype("<f4").tobytes()).decode() if fmt == "base64" else vec.tolist()
+        data.append({"object": "embedding", "index": i, "embedding": emb})
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return 200, {"object": "list", "data": data, "model": name, "usage": usage}
+
+
+def _handler(name: str) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            pass
+
+        def _send(self, status: int, payload: dict[str, Any]) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            if self.path == "/health":
+                ready = _state["model"] is not None
+                self._send(200 if ready else 503, {"status": "ok" if ready else "loading model"})
+            elif self.path == "/v1/models":
+                self._send(200, {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "homestack"}]})
+            else:
+                self._send(404, _error(f"no route {self.path}", code="not_found"))
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length)
+            if self.path != "/v1/embeddings":
+                self._send(404, _error(f"{name} is an embeddings model; only /v1/embeddings is served", code="not_found"))
+                return
+            if _state["model"] is None:
+                self._send(503, _error("model is loading"))
+                return
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                self._send(400, _error("request body is not valid JSON"))
+                return
+            if not isinstance(body, dict):
+                self._send(400, _error("request body must be a JSON object"))
+                return
+            self._send(*_embed(name, body))
+
+    return Handler
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="homestack embeddings runner")
+    parser.add_argument("--model", required=True, help="sentence-transformers model directory")
+    parser.add_argument("--name", default="embeddings", help="model name to report")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    server = ThreadingHTTPServer((args.host, args.port), _handler(args.name))
+    server.daemon_threads = True
+    print(f"embeddings: listening on http://{args.host}:{args.port}, loading {args.model}", flush=True)
+    threading.Thread(target=_load, args=(args.model,), daemon=True).start()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

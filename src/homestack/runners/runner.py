@@ -1,0 +1,194 @@
+"""One runner: a child process serving HTTP on a port, or a remote URL.
+
+An explicit state machine (stopped -> starting -> ready -> stopping -> stopped)
+owns the runner's state. Only its own transitions change it; a request that
+arrives during a load awaits that same load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from pathlib import Path
+from typing import Awaitable, Callable
+
+import aiohttp
+
+from ..config import FleetConfig, ModelConfig, RemoteModel
+from ..errors import HomestackError, RunnerError
+from .launch import LaunchPlan, model_path, plan_launch
+from .logs import LogTail
+from .process import free_port, spawn, terminate
+
+_LOG_LINES_IN_ERRORS = 5
+
+
+class State(str, enum.Enum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    READY = "ready"
+    STOPPING = "stopping"
+
+
+class Runner:
+    def __init__(self, name: str, spec: ModelConfig, fleet: FleetConfig, plan: LaunchPlan | None = None):
+        self.name = name
+        self.spec = spec
+        self.kind = spec.runner
+        self.plan = plan or plan_launch(name, spec, fleet)
+        self.version = self.plan.version
+        self.ttl = fleet.ttl_for(spec)
+        self.pinned = spec.pinned
+        self.log = LogTail(fleet.data_dir / "logs" / f"{name}.log")
+        self.state = State.STOPPED
+        self.base_url = spec.url if isinstance(spec, RemoteModel) else ""
+        self.upstream_headers = {"Authorization": f"Bearer {spec.api_key}"} if getattr(spec, "api_key", None) else {}
+        self.inflight = 0
+        self.last_used = time.monotonic()
+        self.started_at: float | None = None
+        self.slots = asyncio.Semaphore(spec.max_concurrency) if spec.max_concurrency else None
+        self.on_exit: Callable[[Runner], None] | None = None
+        self._data_dir = fleet.data_dir
+        self._startup_timeout = fleet.startup_timeout_for(spec)
+        self._proc: asyncio.subprocess.Process | None = None
+        self._transition: asyncio.Future[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    def bind(self, session: aiohttp.ClientSession) -> None:
+        """Give the runner the HTTP session it uses for health checks."""
+        self._session = session
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc and self._proc.returncode is None else None
+
+    async def ensure_ready(self) -> None:
+        """Return once the runner is ready, starting it (once, for all waiters) if needed."""
+        while self.state is not State.READY:
+            if self.state is State.STOPPED:
+                self._transition = asyncio.ensure_future(self._run_transition(self._start))
+            assert self._transition is not None
+            await asyncio.shield(self._transition)
+
+    async def stop(self, drain: float = 0.0) -> None:
+        """Stop the runner; in-flight requests get up to ``drain`` seconds to finish."""
+        while self.state is State.STARTING:
+            assert self._transition is not None
+            try:
+                await asyncio.shield(self._transition)
+            except HomestackError:
+                pass
+        if self.state is State.READY:
+            self._transition = asyncio.ensure_future(self._run_transition(lambda: self._stop(drain)))
+        if self.state is State.STOPPING and self._transition is not None:
+            await asyncio.shield(self._transition)
+
+    async def _run_transition(self, step: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await step()
+        finally:
+            self._transition = None
+
+    async def _start(self) -> None:
+        self.state = State.STARTING
+        if self.kind == "remote":
+            await self._start_remote()
+            return
+        try:
+            path = await asyncio.to_thread(model_path, self.plan, self._data_dir)
+            port = free_port()
+            argv = self.plan.argv(self.name, self.spec, port, path)
+            self.log.write(f"[homestack] starting {self.name}: {' '.join(argv)}")
+            self._proc = await spawn(argv, self.plan.env, self.log)
+        except (HomestackError, OSError) as exc:
+            self.state = State.STOPPED
+            message = getattr(exc, "message", None) or str(exc)
+            self.log.write(f"[homestack] {self.name} failed to start: {message}")
+            raise RunnerError(f"model {self.name!r} failed to start: {message}") from None
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        try:
+            await self._wait_healthy(f"http://127.0.0.1:{port}{self.spec.health_path}", self._proc)
+        except RunnerError:
+            await terminate(self._proc)
+            self.state = State.STOPPED
+            raise
+        self._became_ready()
+        asyncio.get_running_loop().create_task(self._watch(self._proc))
+
+    async def _start_remote(self) -> None:
+        health = self.spec.health_path
+        if health:
+            try:
+                await self._wait_healthy(self.base_url.rsplit("/v1", 1)[0] + health, None)
+            except RunnerError:
+                self.state = State.STOPPED
+                raise
+        self._became_ready()
+
+    def _became_ready(self) -> None:
+        self.state = State.READY
+        self.started_at = self.last_used = time.monotonic()
+        self.log.write(f"[homestack] {self.name} is ready at {self.base_url}")
+
+    async def _wait_healthy(self, url: str, proc: asyncio.subprocess.Process | None) -> None:
+        assert self._session is not None, "Runner.bind() was not called"
+        deadline = time.monotonic() + self._startup_timeout
+        delay = 0.05
+        while True:
+            if proc is not None and proc.returncode is not None:
+                raise self._start_failure(f"runner exited with code {proc.returncode}")
+            try:
+                async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                    if resp.status == 200:
+                        return
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                raise self._start_failure(f"not healthy at {url} after {self._startup_timeout:g} s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+
+    def _start_failure(self, reason: str) -> RunnerError:
+        self.log.write(f"[homestack] {self.name} failed to start: {reason}")
+        tail = " | ".join(line for line in self.log.tail(_LOG_LINES_IN_ERRORS + 1)[:-1])
+        return RunnerError(f"model {self.name!r} failed to start: {reason}; last log lines: {tail}")
+
+    async def _stop(self, drain: float) -> None:
+        self.state = State.STOPPING
+        deadline = time.monotonic() + drain
+        while self.inflight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self._proc is not None:
+            code = await terminate(self._proc)
+            self.log.write(f"[homestack] {self.name} stopped (exit code {code})")
+            self._proc = None
+        self.state = State.STOPPED
+        self.started_at = None
+
+    async def _watch(self, proc: asyncio.subprocess.Process) -> None:
+        code = await proc.wait()
+        if self._proc is proc and self.state is State.READY:
+            self.log.write(f"[homestack] {self.name} exited unexpectedly with code {code}")
+            self._proc = None
+            self.state = State.STOPPED
+            self.started_at = None
+            if self.on_exit is not None:
+                self.on_exit(self)
+
+    def describe(self) -> dict[str, object]:
+        now = time.monotonic()
+        return {
+            "name": self.name,
+            "state": self.state.value,
+            "runner": self.kind,
+            "version": self.version,
+            "pid": self.pid,
+            "url": self.base_url or None,
+            "pinned": self.pinned,
+            "ttl": self.ttl,
+            "inflight": self.inflight,
+            "idle_seconds": round(now - self.last_used, 1) if not self.inflight else 0.0,
+            "uptime_seconds": round(now - self.started_at, 1) if self.started_at else None,
+            "log_file": str(self.log.path),
+        }

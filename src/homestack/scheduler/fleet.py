@@ -1,0 +1,122 @@
+"""The scheduler: one asyncio task that owns fleet-level decisions.
+
+Runners own their own state machines; the scheduler decides when they change:
+it starts pinned models, restarts them if they die, unloads idle models after
+their TTL, and hands requests a lease on a ready runner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+import aiohttp
+
+from ..config import FleetConfig
+from ..errors import HomestackError, ModelNotFound
+from ..runners import Runner, State
+
+_TICK = 0.5  # seconds between TTL checks
+_UNLOAD_DRAIN = 30.0  # seconds in-flight requests get when a model is unloaded by hand
+_RESTART_DELAY = 1.0
+
+
+class Scheduler:
+    def __init__(self, fleet: FleetConfig, runners: dict[str, Runner]):
+        self.fleet = fleet
+        self.runners = runners
+        self._by_name = {alias: r for r in runners.values() for alias in (r.name, *r.spec.aliases)}
+        self._task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[object]] = set()
+
+    @classmethod
+    def build(cls, fleet: FleetConfig) -> "Scheduler":
+        """Build every runner's launch plan now, so config problems surface at start-up."""
+        return cls(fleet, {name: Runner(name, spec, fleet) for name, spec in fleet.models.items()})
+
+    def resolve(self, name: str) -> Runner:
+        runner = self._by_name.get(name)
+        if runner is None:
+            known = ", ".join(self.runners) or "(none)"
+            raise ModelNotFound(f"model {name!r} does not exist; available models: {known}", param="model")
+        return runner
+
+    @asynccontextmanager
+    async def lease(self, runner: Runner) -> AsyncIterator[Runner]:
+        """Hold ``runner`` ready for one request: it is not unloaded while leased."""
+        runner.inflight += 1
+        try:
+            if runner.slots is not None:
+                await runner.slots.acquire()
+            try:
+                if runner.state is not State.READY:
+                    await runner.ensure_ready()
+                yield runner
+            finally:
+                if runner.slots is not None:
+                    runner.slots.release()
+        finally:
+            runner.inflight -= 1
+            runner.last_used = time.monotonic()
+
+    async def load(self, name: str) -> Runner:
+        runner = self.resolve(name)
+        await runner.ensure_ready()
+        return runner
+
+    async def unload(self, name: str) -> Runner:
+        runner = self.resolve(name)
+        await runner.stop(drain=_UNLOAD_DRAIN)
+        return runner
+
+    async def start(self, session: aiohttp.ClientSession) -> None:
+        for runner in self.runners.values():
+            runner.bind(session)
+            runner.on_exit = self._runner_exited
+            if runner.pinned:
+                self._spawn(self._keep_loaded(runner))
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*(r.stop() for r in self.runners.values()), return_exceptions=True)
+        for runner in self.runners.values():
+            runner.log.close()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(_TICK)
+            now = time.monotonic()
+            for runner in self.runners.values():
+                if (
+                    runner.state is State.READY
+                    and not runner.pinned
+                    and runner.ttl > 0
+                    and runner.inflight == 0
+                    and now - runner.last_used >= runner.ttl
+                ):
+                    runner.log.write(f"[homestack] {runner.name} idle for {runner.ttl:g} s: unloading")
+                    self._spawn(runner.stop())
+
+    def _runner_exited(self, runner: Runner) -> None:
+        if runner.pinned:
+            self._spawn(self._keep_loaded(runner, delay=_RESTART_DELAY))
+
+    async def _keep_loaded(self, runner: Runner, delay: float = 0.0) -> None:
+        while runner.state is not State.READY:
+            await asyncio.sleep(delay)
+            try:
+                await runner.ensure_ready()
+            except HomestackError as exc:
+                runner.log.write(f"[homestack] pinned model {runner.name} will be retried: {exc.message}")
+                delay = min(max(delay * 2, _RESTART_DELAY), 30.0)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
