@@ -91,3 +91,9 @@ class MethodNotAllowed(HomestackError):
     status = 405
     type = "invalid_request_error"
     code = "method_not_allowed"
+
+
+class Conflict(HomestackError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"

@@ -121,7 +121,7 @@ class Gateway:
             async with self.scheduler.lease(runner):
                 await forward(self.session, runner, path, body, rec, send, receive, rid_header)
         except HomestackError as exc:
-            rec.status, rec.outcome = exc.status, exc.type
+            rec.status, rec.outcome = exc.status, exc.code or exc.type
             await send_error(send, exc, rid_header)
         finally:
             self.request_log.write(rec)
@@ -159,6 +159,6 @@ def _parse(body: bytes, required: str) -> dict[str, Any]:
     model = payload.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("missing required field 'model'", param="model")
-    if required not in payload:
+    if payload.get(required) is None:
         raise BadRequest(f"missing required field {required!r}", param=required)
     return payload

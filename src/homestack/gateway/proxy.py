@@ -78,6 +78,7 @@ async def forward(
         resp = await session.post(url, data=body, headers=headers)
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         raise _transport_error(runner, exc) from None
+    rec.first_byte = time.perf_counter()
     try:
         if rec.stream and resp.status == 200:
             await _relay_stream(resp, runner, rec, send, receive, extra_headers)
@@ -88,7 +89,8 @@ async def forward(
             raise _transport_error(runner, exc) from None
         rec.status = resp.status
         if resp.status >= 400:
-            data, rec.outcome = runner_error(resp.status, data)
+            data, error_type = runner_error(resp.status, data)
+            rec.outcome = f"runner:{error_type}"
             await send_response(send, resp.status, data, headers=extra_headers)
             return
         _count_tokens(rec, data)
@@ -111,7 +113,7 @@ async def _relay_stream(
             if disconnected.done():
                 rec.outcome = "client_disconnected"
                 return
-            if rec.first_byte is None:
+            if not chunks:
                 rec.first_byte = time.perf_counter()
             chunks += 1
             if b'"usage"' in chunk:
@@ -120,7 +122,7 @@ async def _relay_stream(
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         error = _transport_error(runner, exc)
-        rec.outcome, rec.status = error.type, error.status
+        rec.outcome, rec.status = error.code, error.status
         await send({"type": "http.response.body", "body": b"data: " + error.body() + b"\n\n", "more_body": True})
         tail = b""
     finally:
@@ -128,7 +130,7 @@ async def _relay_stream(
     if tail != _DONE:
         if rec.outcome == "ok":  # the runner closed the stream without finishing it
             error = RunnerError(f"model {runner.name!r} ended the stream early")
-            rec.outcome, rec.status = error.type, error.status
+            rec.outcome, rec.status = error.code, error.status
             await send({"type": "http.response.body", "body": b"data: " + error.body() + b"\n\n", "more_body": True})
         await send({"type": "http.response.body", "body": _DONE, "more_body": False})
     else:

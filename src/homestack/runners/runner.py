@@ -67,6 +67,8 @@ class Runner:
         """Return once the runner is ready, starting it (once, for all waiters) if needed."""
         while self.state is not State.READY:
             if self.state is State.STOPPED:
+                # The state changes now, not when the task first runs: later callers must see it.
+                self.state = State.STARTING
                 self._transition = asyncio.ensure_future(self._run_transition(self._start))
             assert self._transition is not None
             await asyncio.shield(self._transition)
@@ -80,6 +82,7 @@ class Runner:
             except HomestackError:
                 pass
         if self.state is State.READY:
+            self.state = State.STOPPING
             self._transition = asyncio.ensure_future(self._run_transition(lambda: self._stop(drain)))
         if self.state is State.STOPPING and self._transition is not None:
             await asyncio.shield(self._transition)
@@ -91,7 +94,6 @@ class Runner:
             self._transition = None
 
     async def _start(self) -> None:
-        self.state = State.STARTING
         if self.kind == "remote":
             await self._start_remote()
             return
@@ -155,7 +157,6 @@ class Runner:
         return RunnerError(f"model {self.name!r} failed to start: {reason}; last log lines: {tail}")
 
     async def _stop(self, drain: float) -> None:
-        self.state = State.STOPPING
         deadline = time.monotonic() + drain
         while self.inflight and time.monotonic() < deadline:
             await asyncio.sleep(0.05)

@@ -15,7 +15,7 @@ from typing import AsyncIterator
 import aiohttp
 
 from ..config import FleetConfig
-from ..errors import HomestackError, ModelNotFound
+from ..errors import Conflict, HomestackError, ModelNotFound
 from ..runners import Runner, State
 
 _TICK = 0.5  # seconds between TTL checks
@@ -68,6 +68,8 @@ class Scheduler:
 
     async def unload(self, name: str) -> Runner:
         runner = self.resolve(name)
+        if runner.pinned:
+            raise Conflict(f"model {runner.name!r} is pinned (always on); remove 'pinned: true' to unload it")
         await runner.stop(drain=_UNLOAD_DRAIN)
         return runner
 

@@ -1,0 +1,50 @@
+"""Shared fixtures: an isolated data dir and environment, and real gateways on OS-picked ports."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from helpers import GatewayProcess
+
+
+@pytest.fixture(autouse=True)
+def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOMESTACK_HOME", str(tmp_path / "home"))
+    for var in ("HOMESTACK_URL", "HOMESTACK_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(scope="session")
+def default_gateway(tmp_path_factory: pytest.TempPathFactory):
+    """The gateway with the embedded default fleet, shared by the API tests."""
+    gw = GatewayProcess(tmp_path_factory.mktemp("default-gateway"), config=None)
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture
+def gateway_factory(tmp_path: Path):
+    """Start gateways with a fleet given as YAML text; all are stopped after the test."""
+    started: list[GatewayProcess] = []
+
+    def start(fleet_yaml: str | None, *args: str, env: dict[str, str] | None = None, wait: bool = True):
+        home = tmp_path / f"gw{len(started)}"
+        gw = GatewayProcess(home, config=fleet_yaml, args=args, env=env, wait=wait)
+        started.append(gw)
+        return gw
+
+    yield start
+    for gw in started:
+        gw.stop()
+
+
+@pytest.fixture
+def openai_client(default_gateway):
+    return default_gateway.openai()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -1,0 +1,140 @@
+"""Test helpers: a real gateway process, runner process checks, a fake upstream."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+
+TESTS = Path(__file__).parent
+_BANNER = re.compile(r"homestack serving (http://\S+?)/v1 ")
+
+
+class GatewayProcess:
+    """``homestack serve`` as a child process on a port the OS picks."""
+
+    def __init__(self, home: Path, config: str | None, args: tuple[str, ...] = (), env: dict[str, str] | None = None,
+                 wait: bool = True):
+        home.mkdir(parents=True, exist_ok=True)
+        self.home = home
+        self.stdout_path = home / "gateway.stdout"
+        self.stderr_path = home / "gateway.stderr"
+        argv = [sys.executable, "-m", "homestack", "serve"]
+        if config is not None:
+            config_path = home / "fleet.yaml"
+            config_path.write_text(config)
+            argv += ["--config", str(config_path)]
+        if "--port" not in args:
+            argv += ["--port", "0"]
+        argv += list(args)
+        self.env = {**os.environ, "HOMESTACK_HOME": str(home / "data"), **(env or {})}
+        self.proc = subprocess.Popen(
+            argv, stdout=self.stdout_path.open("wb"), stderr=self.stderr_path.open("wb"),
+            stdin=subprocess.DEVNULL, env=self.env,
+        )
+        self.url = ""
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = _BANNER.search(self.stderr())
+            if match:
+                self.url = match.group(1)
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited with {self.proc.returncode}: {self.stderr()}")
+            time.sleep(0.05)
+        raise RuntimeError(f"gateway not ready after {timeout} s: {self.stderr()}")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def request_log(self) -> list[dict[str, Any]]:
+        lines = self.stdout_path.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def openai(self, api_key: str = "none", **kwargs: Any) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=api_key, **kwargs)
+
+    def http(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=120, **kwargs)
+
+    def running(self, **headers: str) -> dict[str, dict[str, Any]]:
+        resp = httpx.get(self.url + "/admin/running", headers=headers, timeout=30)
+        resp.raise_for_status()
+        return {r["name"]: r for r in resp.json()["running"]}
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+        """Run ``homestack ARGS`` against this gateway."""
+        result = subprocess.run(
+            [sys.executable, "-m", "homestack", *args], capture_output=True, text=True, timeout=timeout,
+            env={**self.env, "HOMESTACK_URL": self.url, **env},
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"homestack {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def wait_until(predicate, timeout: float = 30, interval: float = 0.1, message: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class FakeUpstream:
+    """tests/fake_openai.py on a port: an OpenAI-compatible upstream for remote-runner tests."""
+
+    def __init__(self, port: int | None = None):
+        self.port = port or free_port()
+        self.proc = subprocess.Popen([sys.executable, str(TESTS / "fake_openai.py"), "--port", str(self.port)])
+        wait_until(self._healthy, 10, message="fake upstream")
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()

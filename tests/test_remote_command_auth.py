@@ -1,0 +1,144 @@
+"""Remote and command runners (against a small fake upstream), auth, limits, exposure."""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+import httpx
+import openai
+import pytest
+
+from helpers import TESTS, FakeUpstream, GatewayProcess, free_port
+from test_config import ISSUE_EXAMPLE
+
+
+@pytest.fixture
+def upstream():
+    fake = FakeUpstream()
+    yield fake
+    fake.stop()
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def test_the_issue_example_works_as_written(gateway_factory):
+    if not _port_free(9000):
+        pytest.skip("port 9000 is taken on this machine")
+    fake = FakeUpstream(9000)
+    try:
+        gw = gateway_factory(ISSUE_EXAMPLE)
+        client = gw.openai(max_retries=0)
+        reply = client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}])
+        assert reply.choices[0].message.content == "hello from fake"
+        reply = client.chat.completions.create(
+            model="smollm2-135m-instruct", messages=[{"role": "user", "content": "hi"}], max_tokens=4
+        )
+        assert reply.choices[0].message.content is not None
+    finally:
+        fake.stop()
+
+
+def test_remote_runner_streams_and_sends_its_key_upstream(gateway_factory, upstream):
+    gw = gateway_factory(
+        f"models:\n  echo:\n    runner: remote\n    url: http://127.0.0.1:{upstream.port}/v1\n    api_key: up-key\n"
+    )
+    client = gw.openai(max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(model="echo", messages=[{"role": "user", "content": "x"}])
+    assert raw.http_response.json()["seen_authorization"] == "Bearer up-key"
+    chunks = list(client.chat.completions.create(
+        model="echo", messages=[{"role": "user", "content": "x"}], stream=True, stream_options={"include_usage": True}
+    ))
+    assert "".join(c.choices[0].delta.content for c in chunks if c.choices).strip() == "hello from fake"
+    assert chunks[-1].usage.total_tokens == 5
+
+
+def test_remote_runner_that_is_down_is_502(gateway_factory):
+    port = free_port()
+    gw = gateway_factory(f"models:\n  gone:\n    runner: remote\n    url: http://127.0.0.1:{port}/v1\n")
+    with pytest.raises(openai.InternalServerError) as info:
+        gw.openai(max_retries=0).chat.completions.create(model="gone", messages=[{"role": "user", "content": "x"}])
+    assert info.value.status_code == 502 and info.value.body["source"] == "runner"
+
+
+def test_command_runner_starts_any_openai_server_without_a_shell(gateway_factory, tmp_path):
+    fleet = f"""
+models:
+  fake:
+    runner: command
+    command: ["{sys.executable}", "{TESTS / 'fake_openai.py'}", "--port", "{{port}}"]
+    ttl: 60
+"""
+    gw = gateway_factory(fleet)
+    reply = gw.openai(max_retries=0).chat.completions.create(model="fake", messages=[{"role": "user", "content": "x"}])
+    assert reply.choices[0].message.content == "hello from fake"
+    running = gw.running()["fake"]
+    assert running["runner"] == "command" and running["pid"]
+
+
+def test_body_over_the_limit_is_413(gateway_factory, upstream):
+    gw = gateway_factory(
+        f"max_body_bytes: 2048\nmodels:\n  echo:\n    runner: remote\n    url: http://127.0.0.1:{upstream.port}/v1\n"
+    )
+    body = {"model": "echo", "messages": [{"role": "user", "content": "x" * 4096}]}
+    resp = httpx.post(gw.url + "/v1/chat/completions", json=body, timeout=30)
+    assert resp.status_code == 413
+    assert resp.json()["error"]["code"] == "request_too_large"
+
+
+AUTH_FLEET = """
+api_keys: [user-key]
+admin_keys: [admin-key]
+models:
+  echo:
+    runner: remote
+    url: http://127.0.0.1:{port}/v1
+"""
+
+
+def test_keys_are_required_when_configured(gateway_factory, upstream):
+    gw = gateway_factory(AUTH_FLEET.format(port=upstream.port))
+    ask = {"model": "echo", "messages": [{"role": "user", "content": "x"}]}
+    with pytest.raises(openai.AuthenticationError) as info:
+        gw.openai(api_key="wrong", max_retries=0).chat.completions.create(**ask)
+    assert info.value.body["source"] == "gateway"
+    assert httpx.post(gw.url + "/v1/chat/completions", json=ask).status_code == 401
+    assert gw.openai(api_key="user-key").chat.completions.create(**ask).choices[0].message.content
+    assert gw.openai(api_key="admin-key").models.list().data[0].id == "echo"
+    # Admin routes need an admin key.
+    assert httpx.get(gw.url + "/admin/running").status_code == 401
+    assert httpx.get(gw.url + "/admin/running", headers={"Authorization": "Bearer user-key"}).status_code == 403
+    assert gw.running(Authorization="Bearer admin-key") is not None
+    assert httpx.get(gw.url + "/health").status_code == 200
+    # The CLI takes the key from HOMESTACK_API_KEY.
+    assert gw.cli("ps", check=False).returncode == 1
+    assert "echo" in gw.cli("ps", HOMESTACK_API_KEY="admin-key").stdout
+
+
+def test_non_loopback_without_keys_refuses_to_start(tmp_path, upstream):
+    fleet = f"models:\n  echo:\n    runner: remote\n    url: http://127.0.0.1:{upstream.port}/v1\n"
+    gw = GatewayProcess(tmp_path / "exposed", fleet, args=("--host", "0.0.0.0"), wait=False)
+    assert gw.proc.wait(60) == 1
+    stderr = gw.stderr().strip()
+    assert len(stderr.splitlines()) == 1 and "--no-auth" in stderr and "Traceback" not in stderr
+
+
+def test_no_auth_flag_allows_non_loopback(gateway_factory, upstream):
+    fleet = f"models:\n  echo:\n    runner: remote\n    url: http://127.0.0.1:{upstream.port}/v1\n"
+    gw = gateway_factory(fleet, "--host", "0.0.0.0", "--no-auth")
+    port = gw.url.rsplit(":", 1)[1]
+    assert httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
+
+
+def test_a_port_in_use_is_a_one_line_error(gateway_factory, upstream, tmp_path):
+    fleet = f"models:\n  echo:\n    runner: remote\n    url: http://127.0.0.1:{upstream.port}/v1\n"
+    gw = GatewayProcess(tmp_path / "busy", fleet, args=("--port", str(upstream.port)), wait=False)
+    assert gw.proc.wait(60) == 1
+    assert "cannot listen" in gw.stderr() and "Traceback" not in gw.stderr()
