@@ -1,6 +1,8 @@
 """A tiny OpenAI-compatible upstream for tests of the remote and command runners.
 
-It answers every chat completion with a fixed reply, streamed or not.
+It answers every chat completion with a fixed reply, streamed or not, after
+``fake_sleep`` seconds if the request says so; ``GET /stats`` tells the most
+requests it served at once.
 Run: python tests/fake_openai.py --port PORT
 """
 
@@ -8,9 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 REPLY = "hello from fake"
+_inflight = {"now": 0, "max": 0}
+_lock = threading.Lock()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -30,11 +36,24 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/health":
             self._json(200, {"status": "ok"})
+        elif self.path == "/stats":
+            self._json(200, {"max_inflight": _inflight["max"]})
         else:
             self._json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        with _lock:
+            _inflight["now"] += 1
+            _inflight["max"] = max(_inflight["max"], _inflight["now"])
+        try:
+            time.sleep(body.get("fake_sleep", 0))  # to test timeouts and concurrency limits
+            self._answer(body)
+        finally:
+            with _lock:
+                _inflight["now"] -= 1
+
+    def _answer(self, body):
         auth = self.headers.get("Authorization")
         usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
         if not body.get("stream"):

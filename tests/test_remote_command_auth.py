@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from concurrent.futures import ThreadPoolExecutor
 import sys
 
 import httpx
@@ -142,3 +143,24 @@ def test_a_port_in_use_is_a_one_line_error(gateway_factory, upstream, tmp_path):
     gw = GatewayProcess(tmp_path / "busy", fleet, args=("--port", str(upstream.port)), wait=False)
     assert gw.proc.wait(60) == 1
     assert "cannot listen" in gw.stderr() and "Traceback" not in gw.stderr()
+
+
+def test_a_silent_runner_is_504(gateway_factory, upstream):
+    gw = gateway_factory(
+        f"timeouts:\n  read: 0.5\nmodels:\n  echo:\n    runner: remote\n    url: http://127.0.0.1:{upstream.port}/v1\n"
+    )
+    body = {"model": "echo", "messages": [{"role": "user", "content": "x"}], "fake_sleep": 2}
+    resp = httpx.post(gw.url + "/v1/chat/completions", json=body, timeout=30)
+    assert resp.status_code == 504
+    assert resp.json()["error"]["source"] == "runner" and resp.json()["error"]["code"] == "runner_timeout"
+
+
+def test_max_concurrency_queues_the_rest(gateway_factory, upstream):
+    gw = gateway_factory(
+        f"models:\n  echo:\n    runner: remote\n    url: http://127.0.0.1:{upstream.port}/v1\n    max_concurrency: 2\n"
+    )
+    body = {"model": "echo", "messages": [{"role": "user", "content": "x"}], "fake_sleep": 0.3}
+    with ThreadPoolExecutor(6) as pool:
+        statuses = list(pool.map(lambda _: httpx.post(gw.url + "/v1/chat/completions", json=body, timeout=30).status_code, range(6)))
+    assert statuses == [200] * 6
+    assert httpx.get(f"http://127.0.0.1:{upstream.port}/stats").json()["max_inflight"] == 2
