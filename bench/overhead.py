@@ -323,8 +323,10 @@ def main() -> None:
                                    "--host", "127.0.0.1", "--port", str(ports["llama"])], llama_log)
             ports["gateway"] = _start_gateway(procs, tmp, ports["direct"], ports["llama"])
             _wait_http(f"http://127.0.0.1:{ports['llama']}/health", llama, llama_log)
-            print(f"{os.cpu_count()} CPUs; nginx upstream :{ports['direct']}, nginx proxy :{ports['nginx']}, "
-                  f"gateway :{ports['gateway']}, llama-server :{ports['llama']} ({llama_bin})")
+            load = ", ".join(f"{x:.1f}" for x in os.getloadavg())  # other work on the box skews every figure
+            listing = ", ".join(f"{name} {port}" for name, port in ports.items())
+            print(f"{os.cpu_count()} CPUs, load average {load}; ports: {listing}")
+            print(f"llama-server: {llama_bin}")
             http = _http_bench(wrk, tmp, ports, seconds, warmup)
             stream = _stream_bench(ports["llama"], ports["gateway"], rounds)
         finally:

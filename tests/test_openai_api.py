@@ -50,12 +50,16 @@ def test_stream_is_relayed_as_server_sent_events_ending_with_done(default_gatewa
         "stream": True,
     }
     with default_gateway.http() as client:
-        with client.stream("POST", "/v1/chat/completions", json=body) as resp:
+        with client.stream("POST", "/v1/chat/completions", json=body, headers={"X-Request-ID": "sse-1"}) as resp:
             assert resp.status_code == 200
             assert resp.headers["content-type"].startswith("text/event-stream")
             events = [line for line in resp.iter_lines() if line.startswith("data: ")]
     assert len(events) > 2
     assert events[-1] == "data: [DONE]"
+    # Token counts are logged even when the client did not ask for usage.
+    line = next(entry for entry in default_gateway.request_log() if entry["request_id"] == "sse-1")
+    assert line["stream"] and line["tokens_in"] > 0 and 0 < line["tokens_out"] <= 8
+    assert line["ttft_ms"] <= line["duration_ms"]
 
 
 def test_completion_on_the_base_model(openai_client):

@@ -19,22 +19,28 @@ from ..runners import Runner
 from .asgi import Headers, Receive, Send, send_response, wait_disconnect
 
 _DONE = b"data: [DONE]\n\n"
+_DONE_EVENT = _DONE.rstrip()
+_TAIL = len(_DONE) + 4  # enough to see [DONE] whatever line endings the runner uses
 _SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 _PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
 _COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
+# llama-server's last stream chunk carries "timings" even when usage was not asked for.
+_TIMINGS = re.compile(rb'"cache_n"\s*:\s*(\d+).*?"prompt_n"\s*:\s*(\d+).*?"predicted_n"\s*:\s*(\d+)')
 _UPSTREAM_HEADERS = {"Content-Type": "application/json"}
 
 
 def _count_tokens(rec: RequestRecord, data: bytes) -> None:
-    """Read token counts from a ``usage`` object without parsing the whole body."""
+    """Read token counts from ``usage`` (or llama-server's ``timings``) without parsing the body."""
     at = data.rfind(b'"usage"')
-    if at < 0:
-        return
-    tail = data[at:]
-    if m := _PROMPT_TOKENS.search(tail):
-        rec.tokens_in = int(m.group(1))
-    if m := _COMPLETION_TOKENS.search(tail):
-        rec.tokens_out = int(m.group(1))
+    if at >= 0:
+        tail = data[at:]
+        if m := _PROMPT_TOKENS.search(tail):
+            rec.tokens_in = int(m.group(1))
+        if m := _COMPLETION_TOKENS.search(tail):
+            rec.tokens_out = int(m.group(1))
+    elif (at := data.rfind(b'"timings"')) >= 0 and (m := _TIMINGS.search(data, at)):
+        rec.tokens_in = int(m.group(1)) + int(m.group(2))
+        rec.tokens_out = int(m.group(3))
 
 
 def runner_error(status: int, data: bytes) -> tuple[bytes, str]:
@@ -107,18 +113,19 @@ async def _relay_stream(
     await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + extra_headers})
     disconnected = asyncio.ensure_future(wait_disconnect(receive))
     tail = b""
-    chunks = 0
+    first = True
     try:
         async for chunk in resp.content.iter_any():
             if disconnected.done():
                 rec.outcome = "client_disconnected"
+                resp.close()  # drop the connection: the runner stops generating for nobody
                 return
-            if not chunks:
+            if first:  # time to first token: the first chunk of the body, not the headers
                 rec.first_byte = time.perf_counter()
-            chunks += 1
-            if b'"usage"' in chunk:
+                first = False
+            if b'"usage"' in chunk or b'"timings"' in chunk:
                 _count_tokens(rec, chunk)
-            tail = chunk[-len(_DONE):]
+            tail = chunk[-_TAIL:] if len(chunk) >= _TAIL else (tail + chunk)[-_TAIL:]
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         error = _transport_error(runner, exc)
@@ -127,7 +134,7 @@ async def _relay_stream(
         tail = b""
     finally:
         disconnected.cancel()
-    if tail != _DONE:
+    if not tail.rstrip().endswith(_DONE_EVENT):
         if rec.outcome == "ok":  # the runner closed the stream without finishing it
             error = RunnerError(f"model {runner.name!r} ended the stream early")
             rec.outcome, rec.status = error.code, error.status
@@ -135,5 +142,3 @@ async def _relay_stream(
         await send({"type": "http.response.body", "body": _DONE, "more_body": False})
     else:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-    if rec.tokens_out is None:
-        rec.tokens_out = max(chunks - 2, 0) if chunks else None
