@@ -335,4 +335,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # the servers are already stopped by main's finally
+        raise SystemExit("bench: interrupted") from None

@@ -62,8 +62,20 @@ class GatewayProcess:
         return self.stderr_path.read_text(errors="replace")
 
     def request_log(self) -> list[dict[str, Any]]:
-        lines = self.stdout_path.read_text().splitlines()
-        return [json.loads(line) for line in lines if line.startswith("{")]
+        entries = []
+        for line in self.stdout_path.read_text().splitlines():
+            try:
+                entries.append(json.loads(line))
+            except ValueError:  # a line still being written
+                pass
+        return entries
+
+    def log_entry(self, request_id: str) -> dict[str, Any]:
+        """The request log line for ``request_id`` (written just after the response is sent)."""
+        return wait_until(
+            lambda: next((e for e in self.request_log() if e["request_id"] == request_id), None),
+            timeout=10, message=f"log line for {request_id}",
+        )
 
     def openai(self, api_key: str = "none", **kwargs: Any) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.url + "/v1", api_key=api_key, **kwargs)

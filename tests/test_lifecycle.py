@@ -83,7 +83,7 @@ def test_runner_killed_mid_stream_ends_the_stream_with_an_error_then_restarts(ga
             if received == 3:
                 os.kill(gw.running()["smollm2-135m-instruct"]["pid"], signal.SIGKILL)
     assert "smollm2-135m-instruct" in str(info.value)
-    line = [entry for entry in gw.request_log() if entry["stream"]][-1]
+    line = wait_until(lambda: [e for e in gw.request_log() if e["stream"]], 10, message="the stream's log line")[-1]
     assert line["status"] == 502 and line["outcome"] == "runner_failed"
     # The next request starts the runner again.
     reply = client.chat.completions.create(model="smollm2-135m-instruct", **CHAT)

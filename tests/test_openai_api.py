@@ -57,7 +57,7 @@ def test_stream_is_relayed_as_server_sent_events_ending_with_done(default_gatewa
     assert len(events) > 2
     assert events[-1] == "data: [DONE]"
     # Token counts are logged even when the client did not ask for usage.
-    line = next(entry for entry in default_gateway.request_log() if entry["request_id"] == "sse-1")
+    line = default_gateway.log_entry("sse-1")
     assert line["stream"] and line["tokens_in"] > 0 and 0 < line["tokens_out"] <= 8
     assert line["ttft_ms"] <= line["duration_ms"]
 
@@ -148,7 +148,7 @@ def test_request_id_is_returned_and_logged(default_gateway):
     assert resp.headers["x-request-id"] == "req-42"
     made = httpx.post(default_gateway.url + "/v1/chat/completions", json=body, timeout=60).headers["x-request-id"]
     assert made and made != "req-42"
-    line = next(entry for entry in default_gateway.request_log() if entry["request_id"] == "req-42")
+    line = default_gateway.log_entry("req-42")
     assert line["model"] == "smollm2-135m-instruct" and line["runner_kind"] == "llama.cpp"
     assert line["runner_version"] and line["host"]
     assert line["outcome"] == "ok" and line["status"] == 200
@@ -159,5 +159,5 @@ def test_request_id_is_returned_and_logged(default_gateway):
 def test_error_requests_are_logged_with_their_class(default_gateway):
     httpx.post(default_gateway.url + "/v1/chat/completions", json={"model": "nope", "messages": []},
                headers={"X-Request-ID": "req-missing"})
-    line = next(entry for entry in default_gateway.request_log() if entry["request_id"] == "req-missing")
+    line = default_gateway.log_entry("req-missing")
     assert line["status"] == 404 and line["outcome"] == "model_not_found"
