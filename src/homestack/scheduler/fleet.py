@@ -97,6 +97,7 @@ class Scheduler:
             for runner in self.runners.values():
                 if (
                     runner.state is State.READY
+                    and runner.pid is not None  # a remote URL has nothing to unload
                     and not runner.pinned
                     and runner.ttl > 0
                     and runner.inflight == 0
