@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -101,10 +102,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _spawn(procs: list[subprocess.Popen], argv: list[str], log: Path, **kwargs) -> subprocess.Popen:
+def _spawn(
+    procs: list[subprocess.Popen], argv: list[str], log: Path, env: dict | None = None, stdout_to_null: bool = False,
+) -> subprocess.Popen:
     """Start a server in its own session (Ctrl-C reaches only us; cleanup is ours) and track it."""
     with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
+        stdout = subprocess.DEVNULL if stdout_to_null else out
+        proc = subprocess.Popen(argv, stdout=stdout, stderr=out, env=env, start_new_session=True)
     procs.append(proc)
     return proc
 
@@ -118,7 +122,8 @@ def _stop_all(procs: list[subprocess.Popen]) -> None:
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
 
 
@@ -182,9 +187,7 @@ def _start_gateway(procs, tmp: Path, upstream: int, llama: int) -> int:
     log = tmp / "gateway.err"
     argv = [str(VENV_BIN / "homestack"), "serve", "--config", str(fleet), "--port", "0"]
     env = {**os.environ, "HOMESTACK_HOME": str(tmp / "home")}
-    with open(log, "wb") as err:  # request log lines go to /dev/null: the bench measures, not logs
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=env, start_new_session=True)
-    procs.append(proc)
+    proc = _spawn(procs, argv, log, env, stdout_to_null=True)  # request log lines: the bench measures, not logs
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         first = log.read_text().partition("\n")[0]
