@@ -24,7 +24,7 @@ class GatewayProcess:
     """``homestack serve`` as a child process on a port the OS picks."""
 
     def __init__(self, home: Path, config: str | None, args: tuple[str, ...] = (), env: dict[str, str] | None = None,
-                 wait: bool = True):
+                 wait: bool = True, unread_stdout: bool = False):
         home.mkdir(parents=True, exist_ok=True)
         self.home = home
         self.stdout_path = home / "gateway.stdout"
@@ -39,7 +39,8 @@ class GatewayProcess:
         argv += list(args)
         self.env = {**os.environ, "HOMESTACK_HOME": str(home / "data"), **(env or {})}
         self.proc = subprocess.Popen(
-            argv, stdout=self.stdout_path.open("wb"), stderr=self.stderr_path.open("wb"),
+            argv, stdout=subprocess.PIPE if unread_stdout else self.stdout_path.open("wb"),
+            stderr=self.stderr_path.open("wb"),
             stdin=subprocess.DEVNULL, env=self.env,
         )
         self.url = ""

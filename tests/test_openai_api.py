@@ -161,3 +161,21 @@ def test_error_requests_are_logged_with_their_class(default_gateway):
                headers={"X-Request-ID": "req-missing"})
     line = default_gateway.log_entry("req-missing")
     assert line["status"] == 404 and line["outcome"] == "model_not_found"
+
+
+def test_a_client_that_goes_away_mid_stream_is_logged_and_the_runner_carries_on(default_gateway):
+    body = {
+        "model": "smollm2-135m-instruct", "stream": True, "max_tokens": 2000, "ignore_eos": True,
+        "messages": [{"role": "user", "content": "Write a long story."}],
+    }
+    with default_gateway.http() as client:
+        with client.stream("POST", "/v1/chat/completions", json=body, headers={"X-Request-ID": "gone-1"}) as resp:
+            for n, _ in enumerate(resp.iter_lines()):
+                if n == 6:
+                    break
+    line = default_gateway.log_entry("gone-1")
+    assert line["outcome"] == "client_disconnected"
+    reply = default_gateway.openai(max_retries=0).chat.completions.create(
+        model="smollm2-135m-instruct", messages=[{"role": "user", "content": "hi"}], max_tokens=4
+    )
+    assert reply.choices[0].message.content is not None

@@ -164,3 +164,16 @@ def test_max_concurrency_queues_the_rest(gateway_factory, upstream):
         statuses = list(pool.map(lambda _: httpx.post(gw.url + "/v1/chat/completions", json=body, timeout=30).status_code, range(6)))
     assert statuses == [200] * 6
     assert httpx.get(f"http://127.0.0.1:{upstream.port}/stats").json()["max_inflight"] == 2
+
+
+def test_a_request_log_nobody_reads_never_stalls_the_gateway(tmp_path, upstream):
+    fleet = f"models:\n  echo:\n    runner: remote\n    url: http://127.0.0.1:{upstream.port}/v1\n"
+    gw = GatewayProcess(tmp_path / "unread", fleet, unread_stdout=True)
+    try:
+        body = {"model": "echo", "messages": [{"role": "user", "content": "x"}]}
+        with httpx.Client(base_url=gw.url, timeout=10) as client:
+            for _ in range(600):  # far more log than a pipe buffer holds
+                assert client.post("/v1/chat/completions", json=body).status_code == 200
+            assert client.get("/health").status_code == 200
+    finally:
+        gw.stop()

@@ -66,6 +66,7 @@ class Gateway:
                 await self.scheduler.close()
                 if self.session is not None:
                     await self.session.close()
+                self.request_log.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -118,8 +119,11 @@ class Gateway:
             runner = self.scheduler.resolve(rec.model)
             rec.runner, rec.runner_kind, rec.runner_version = runner.name, runner.kind, runner.version
             assert self.session is not None
-            async with self.scheduler.lease(runner):
+            await self.scheduler.acquire(runner)
+            try:
                 await forward(self.session, runner, path, body, rec, send, receive, rid_header)
+            finally:
+                self.scheduler.release(runner)
         except HomestackError as exc:
             rec.status, rec.outcome = exc.status, exc.code or exc.type
             await send_error(send, exc, rid_header)

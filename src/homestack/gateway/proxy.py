@@ -112,14 +112,13 @@ async def _relay_stream(
 ) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + extra_headers})
     disconnected = asyncio.ensure_future(wait_disconnect(receive))
+    # A client that goes away closes the upstream connection at once, so the
+    # runner stops generating for nobody (even in the middle of a long prompt).
+    disconnected.add_done_callback(lambda task: task.cancelled() or resp.close())
     tail = b""
     first = True
     try:
         async for chunk in resp.content.iter_any():
-            if disconnected.done():
-                rec.outcome = "client_disconnected"
-                resp.close()  # drop the connection: the runner stops generating for nobody
-                return
             if first:  # time to first token: the first chunk of the body, not the headers
                 rec.first_byte = time.perf_counter()
                 first = False
@@ -128,12 +127,17 @@ async def _relay_stream(
             tail = chunk[-_TAIL:] if len(chunk) >= _TAIL else (tail + chunk)[-_TAIL:]
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        error = _transport_error(runner, exc)
-        rec.outcome, rec.status = error.code, error.status
-        await send({"type": "http.response.body", "body": b"data: " + error.body() + b"\n\n", "more_body": True})
-        tail = b""
+        if not disconnected.done():
+            error = _transport_error(runner, exc)
+            rec.outcome, rec.status = error.code, error.status
+            await send({"type": "http.response.body", "body": b"data: " + error.body() + b"\n\n", "more_body": True})
+            tail = b""
     finally:
+        client_gone = disconnected.done()
         disconnected.cancel()
+    if client_gone:
+        rec.outcome = "client_disconnected"
+        return
     if not tail.rstrip().endswith(_DONE_EVENT):
         if rec.outcome == "ok":  # the runner closed the stream without finishing it
             error = RunnerError(f"model {runner.name!r} ended the stream early")

@@ -81,6 +81,7 @@ def serve(fleet: FleetConfig, source: str, no_auth: bool = False) -> None:
         access_log=False,
         log_level="warning",
         server_header=False,
+        proxy_headers=False,  # the gateway never uses the client address
         timeout_graceful_shutdown=10,
     )
     uvicorn.Server(config).run(sockets=[sock])

@@ -6,8 +6,10 @@ time to first token); how many tokens in and out; how it ended.
 
 from __future__ import annotations
 
+import queue
 import socket
 import sys
+import threading
 import time
 from typing import BinaryIO
 
@@ -40,9 +42,20 @@ class RequestRecord:
 
 
 class RequestLog:
-    def __init__(self, out: BinaryIO | None = None):
+    """Writes request lines from a background thread through a bounded queue.
+
+    The event loop never blocks on the log: a stdout pipe nobody reads would
+    otherwise stall every request. When the queue is full, lines are dropped
+    and counted (the count is logged once the writer catches up).
+    """
+
+    def __init__(self, out: BinaryIO | None = None, max_pending: int = 100_000):
         self._out = out or sys.stdout.buffer
         self._host = socket.gethostname()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(max_pending)
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._drain, name="homestack-request-log", daemon=True)
+        self._thread.start()
 
     def write(self, rec: RequestRecord) -> None:
         now = time.perf_counter()
@@ -66,7 +79,30 @@ class RequestLog:
             "tokens_out": rec.tokens_out,
         }
         try:
-            self._out.write(orjson.dumps(line) + b"\n")
-            self._out.flush()
-        except (OSError, ValueError):  # a closed or broken log stream must not fail requests
-            pass
+            self._queue.put_nowait(orjson.dumps(line))
+        except queue.Full:
+            self.dropped += 1
+
+    def close(self) -> None:
+        """Write what is queued, then stop the writer thread."""
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+
+    def _drain(self) -> None:
+        reported = 0
+        while True:
+            batch = [self._queue.get()]
+            while not self._queue.empty() and len(batch) < 1024:
+                batch.append(self._queue.get_nowait())
+            done = batch[-1] is None
+            lines = [line for line in batch if line is not None]
+            if self.dropped != reported:
+                lines.append(orjson.dumps({"event": "request_log_dropped", "lines": self.dropped - reported}))
+                reported = self.dropped
+            try:
+                self._out.write(b"\n".join(lines) + b"\n" if lines else b"")
+                self._out.flush()
+            except (OSError, ValueError):  # a closed or broken log stream must not fail requests
+                pass
+            if done:
+                return

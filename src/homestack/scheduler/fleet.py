@@ -2,15 +2,13 @@
 
 Runners own their own state machines; the scheduler decides when they change:
 it starts pinned models, restarts them if they die, unloads idle models after
-their TTL, and hands requests a lease on a ready runner.
+their TTL, and holds a ready runner for each request (acquire/release).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 import aiohttp
 
@@ -43,23 +41,32 @@ class Scheduler:
             raise ModelNotFound(f"model {name!r} does not exist; available models: {known}", param="model")
         return runner
 
-    @asynccontextmanager
-    async def lease(self, runner: Runner) -> AsyncIterator[Runner]:
-        """Hold ``runner`` ready for one request: it is not unloaded while leased."""
+    async def acquire(self, runner: Runner) -> None:
+        """Hold ``runner`` ready for one request; it is not unloaded until ``release``.
+
+        A plain pair rather than a context manager: this runs on every request.
+        """
         runner.inflight += 1
+        if runner.slots is None and runner.state is State.READY:
+            return
         try:
             if runner.slots is not None:
                 await runner.slots.acquire()
             try:
-                if runner.state is not State.READY:
-                    await runner.ensure_ready()
-                yield runner
-            finally:
+                await runner.ensure_ready()
+            except BaseException:
                 if runner.slots is not None:
                     runner.slots.release()
-        finally:
+                raise
+        except BaseException:
             runner.inflight -= 1
-            runner.last_used = time.monotonic()
+            raise
+
+    def release(self, runner: Runner) -> None:
+        if runner.slots is not None:
+            runner.slots.release()
+        runner.inflight -= 1
+        runner.last_used = time.monotonic()
 
     async def load(self, name: str) -> Runner:
         runner = self.resolve(name)
