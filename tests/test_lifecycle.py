@@ -63,7 +63,12 @@ def test_pinned_model_starts_with_the_gateway_and_stays(gateway_factory):
     resp = httpx.post(gw.url + "/admin/models/smollm2-135m-instruct/unload")
     assert resp.status_code == 409 and "pinned" in resp.json()["error"]["message"]
     threading.Event().wait(2.5)  # longer than the TTL
+    pid = gw.running()["smollm2-135m-instruct"]["pid"]
     assert gw.running()["smollm2-135m-instruct"]["state"] == "ready"
+    # A pinned runner that dies is started again without waiting for a request.
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: gw.running().get("smollm2-135m-instruct", {}).get("pid") not in (None, pid), 60,
+               message="pinned restart")
 
 
 def test_runner_killed_mid_stream_ends_the_stream_with_an_error_then_restarts(gateway_factory):
