@@ -177,3 +177,19 @@ def test_a_request_log_nobody_reads_never_stalls_the_gateway(tmp_path, upstream)
             assert client.get("/health").status_code == 200
     finally:
         gw.stop()
+
+
+def test_a_runner_that_never_gets_healthy_times_out_and_is_stopped(gateway_factory):
+    fleet = f"""
+models:
+  sleepy:
+    runner: command
+    command: ["{sys.executable}", "-c", "import time; print('never listening', flush=True); time.sleep(120)"]
+    startup_timeout: 1
+"""
+    gw = gateway_factory(fleet)
+    resp = httpx.post(gw.url + "/v1/chat/completions", json={"model": "sleepy", "messages": []}, timeout=60)
+    assert resp.status_code == 502
+    message = resp.json()["error"]["message"]
+    assert "not healthy" in message and "never listening" in message
+    assert not gw.running()

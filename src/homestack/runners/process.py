@@ -72,6 +72,11 @@ async def terminate(proc: asyncio.subprocess.Process, grace: float = 5.0) -> int
     return await proc.wait()
 
 
+def kill_group(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL the process group now, for a runner abandoned half-started."""
+    _signal_group(proc.pid, signal.SIGKILL)
+
+
 def _signal_group(pid: int, sig: int) -> None:
     try:
         os.killpg(pid, sig)

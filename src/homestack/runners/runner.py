@@ -19,7 +19,7 @@ from ..config import FleetConfig, ModelConfig, RemoteModel
 from ..errors import HomestackError, RunnerError
 from .launch import LaunchPlan, model_path, plan_launch
 from .logs import LogTail
-from .process import free_port, spawn, terminate
+from .process import free_port, kill_group, spawn, terminate
 
 _LOG_LINES_IN_ERRORS = 5
 
@@ -53,6 +53,7 @@ class Runner:
         self._startup_timeout = fleet.startup_timeout_for(spec)
         self._proc: asyncio.subprocess.Process | None = None
         self._transition: asyncio.Future[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
 
     def bind(self, session: aiohttp.ClientSession) -> None:
@@ -90,6 +91,13 @@ class Runner:
     async def _run_transition(self, step: Callable[[], Awaitable[None]]) -> None:
         try:
             await step()
+        except BaseException:
+            if self.state is State.STARTING:  # whatever went wrong, leave no half-started runner
+                if self._proc is not None:
+                    kill_group(self._proc)
+                self._proc = None
+                self.state = State.STOPPED
+            raise
         finally:
             self._transition = None
 
@@ -104,28 +112,17 @@ class Runner:
             self.log.write(f"[homestack] starting {self.name}: {' '.join(argv)}")
             self._proc = await spawn(argv, self.plan.env, self.log)
         except (HomestackError, OSError) as exc:
-            self.state = State.STOPPED
             message = getattr(exc, "message", None) or str(exc)
             self.log.write(f"[homestack] {self.name} failed to start: {message}")
             raise RunnerError(f"model {self.name!r} failed to start: {message}") from None
         self.base_url = f"http://127.0.0.1:{port}/v1"
-        try:
-            await self._wait_healthy(f"http://127.0.0.1:{port}{self.spec.health_path}", self._proc)
-        except RunnerError:
-            await terminate(self._proc)
-            self.state = State.STOPPED
-            raise
+        await self._wait_healthy(f"http://127.0.0.1:{port}{self.spec.health_path}", self._proc)
         self._became_ready()
-        asyncio.get_running_loop().create_task(self._watch(self._proc))
+        self._watcher = asyncio.get_running_loop().create_task(self._watch(self._proc))
 
     async def _start_remote(self) -> None:
-        health = self.spec.health_path
-        if health:
-            try:
-                await self._wait_healthy(self.base_url.rsplit("/v1", 1)[0] + health, None)
-            except RunnerError:
-                self.state = State.STOPPED
-                raise
+        if self.spec.health_path:
+            await self._wait_healthy(self.base_url.rsplit("/v1", 1)[0] + self.spec.health_path, None)
         self._became_ready()
 
     def _became_ready(self) -> None:
