@@ -7,7 +7,9 @@ forwards the original bytes untouched.
 from __future__ import annotations
 
 import os
+import sys
 import time
+import traceback
 from typing import Any
 
 import aiohttp
@@ -104,6 +106,8 @@ class Gateway:
             raise NotFound(f"no route {method} {path}")
         except HomestackError as exc:
             await send_error(send, exc, rid_header)
+        except Exception:
+            await _internal_error(send, rid_header)
 
     async def _openai(
         self, path: str, required: str, authorization: bytes | None, content_length: bytes | None,
@@ -127,6 +131,9 @@ class Gateway:
         except HomestackError as exc:
             rec.status, rec.outcome = exc.status, exc.code or exc.type
             await send_error(send, exc, rid_header)
+        except Exception:
+            rec.status, rec.outcome = 500, "internal_error"
+            await _internal_error(send, rid_header)
         finally:
             self.request_log.write(rec)
 
@@ -144,6 +151,15 @@ class Gateway:
             for r in self.scheduler.runners.values()
         ]
         return orjson.dumps({"object": "list", "data": data})
+
+
+async def _internal_error(send: Send, headers) -> None:
+    """A bug, not a user error: the traceback goes to the operator's log, the client gets JSON."""
+    traceback.print_exc(file=sys.stderr)
+    try:
+        await send_error(send, HomestackError("internal error in the gateway; see its log"), headers)
+    except Exception:  # the response had already started
+        pass
 
 
 def _int(value: bytes | None) -> int | None:
