@@ -6,11 +6,11 @@ time to first token); how many tokens in and out; how it ended.
 
 from __future__ import annotations
 
-import queue
 import socket
 import sys
 import threading
 import time
+from collections import deque
 from typing import BinaryIO
 
 import orjson
@@ -42,24 +42,32 @@ class RequestRecord:
 
 
 class RequestLog:
-    """Writes request lines from a background thread through a bounded queue.
+    """Writes request lines from a background thread, in batches.
 
-    The event loop never blocks on the log: a stdout pipe nobody reads would
-    otherwise stall every request. When the queue is full, lines are dropped
-    and counted (the count is logged once the writer catches up).
+    The event loop never blocks on the log (a stdout pipe nobody reads would
+    otherwise stall every request) and never hands the GIL over per line: it
+    appends to a deque that the writer drains every few milliseconds. Past
+    ``max_pending`` unwritten lines, lines are dropped and the count is logged.
     """
+
+    _INTERVAL = 0.02  # seconds between batches
 
     def __init__(self, out: BinaryIO | None = None, max_pending: int = 100_000):
         self._out = out or sys.stdout.buffer
         self._host = socket.gethostname()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(max_pending)
+        self._pending: deque[bytes] = deque()
+        self._max_pending = max_pending
         self.dropped = 0
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._drain, name="homestack-request-log", daemon=True)
         self._thread.start()
 
     def write(self, rec: RequestRecord) -> None:
+        if len(self._pending) >= self._max_pending:
+            self.dropped += 1
+            return
         now = time.perf_counter()
-        line = {
+        self._pending.append(orjson.dumps({
             "ts": round(time.time(), 3),
             "event": "request",
             "host": self._host,
@@ -77,32 +85,28 @@ class RequestLog:
             "ttft_ms": round((rec.first_byte - rec.started) * 1000, 3) if rec.first_byte else None,
             "tokens_in": rec.tokens_in,
             "tokens_out": rec.tokens_out,
-        }
-        try:
-            self._queue.put_nowait(orjson.dumps(line))
-        except queue.Full:
-            self.dropped += 1
+        }))
 
     def close(self) -> None:
-        """Write what is queued, then stop the writer thread."""
-        self._queue.put(None)
+        """Write what is pending, then stop the writer thread."""
+        self._closing.set()
         self._thread.join(timeout=5)
 
     def _drain(self) -> None:
         reported = 0
         while True:
-            batch = [self._queue.get()]
-            while not self._queue.empty() and len(batch) < 1024:
-                batch.append(self._queue.get_nowait())
-            done = batch[-1] is None
-            lines = [line for line in batch if line is not None]
+            closing = self._closing.wait(self._INTERVAL)
+            lines = []
+            while self._pending:  # deque.popleft is atomic: no lock with the event loop
+                lines.append(self._pending.popleft())
             if self.dropped != reported:
                 lines.append(orjson.dumps({"event": "request_log_dropped", "lines": self.dropped - reported}))
                 reported = self.dropped
-            try:
-                self._out.write(b"\n".join(lines) + b"\n" if lines else b"")
-                self._out.flush()
-            except (OSError, ValueError):  # a closed or broken log stream must not fail requests
-                pass
-            if done:
+            if lines:
+                try:
+                    self._out.write(b"\n".join(lines) + b"\n")
+                    self._out.flush()
+                except (OSError, ValueError):  # a closed or broken log stream must not fail requests
+                    pass
+            if closing:
                 return
