@@ -17,6 +17,12 @@ def test_models_lists_the_default_fleet(openai_client):
     assert ids == {"smollm2-135m-instruct", "gemma-3-270m", "minilm-l6-v2"}
 
 
+def test_retrieve_a_model_by_name_or_alias(openai_client):
+    assert openai_client.models.retrieve("gemma3").id == "gemma-3-270m"
+    with pytest.raises(openai.NotFoundError):
+        openai_client.models.retrieve("gpt-9")
+
+
 def test_chat_completion(openai_client):
     reply = openai_client.chat.completions.create(
         model="smollm2-135m-instruct",

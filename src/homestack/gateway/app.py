@@ -18,6 +18,7 @@ import orjson
 from ..config import FleetConfig
 from ..errors import BadRequest, HomestackError, MethodNotAllowed, NotFound
 from ..observe import RequestLog, RequestRecord
+from ..runners import Runner
 from ..scheduler import Scheduler
 from . import admin
 from .asgi import Receive, Scope, Send, read_body, send_error, send_response
@@ -95,7 +96,13 @@ class Gateway:
                 return
             if path == "/v1/models" and method == "GET":
                 self.auth.check(authorization, admin=False)
-                await send_response(send, 200, self._models(), headers=rid_header)
+                body = orjson.dumps({"object": "list", "data": [self._model(r) for r in self.scheduler.runners.values()]})
+                await send_response(send, 200, body, headers=rid_header)
+                return
+            if path.startswith("/v1/models/") and method == "GET":
+                self.auth.check(authorization, admin=False)
+                runner = self.scheduler.resolve(path.removeprefix("/v1/models/"))
+                await send_response(send, 200, orjson.dumps(self._model(runner)), headers=rid_header)
                 return
             if path.startswith("/admin/"):
                 self.auth.check(authorization, admin=True)
@@ -137,20 +144,16 @@ class Gateway:
         finally:
             self.request_log.write(rec)
 
-    def _models(self) -> bytes:
-        data = [
-            {
-                "id": r.name,
-                "object": "model",
-                "created": self._created,
-                "owned_by": "homestack",
-                "aliases": list(r.spec.aliases),
-                "runner": r.kind,
-                "state": r.state.value,
-            }
-            for r in self.scheduler.runners.values()
-        ]
-        return orjson.dumps({"object": "list", "data": data})
+    def _model(self, runner: Runner) -> dict[str, Any]:
+        return {
+            "id": runner.name,
+            "object": "model",
+            "created": self._created,
+            "owned_by": "homestack",
+            "aliases": list(runner.spec.aliases),
+            "runner": runner.kind,
+            "state": runner.state.value,
+        }
 
 
 async def _internal_error(send: Send, headers) -> None:
