@@ -23,6 +23,7 @@ def upstream():
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the fake server does: TIME_WAIT is fine
         try:
             s.bind(("127.0.0.1", port))
             return True
@@ -55,10 +56,14 @@ def test_remote_runner_streams_and_sends_its_key_upstream(gateway_factory, upstr
     raw = client.chat.completions.with_raw_response.create(model="echo", messages=[{"role": "user", "content": "x"}])
     assert raw.http_response.json()["seen_authorization"] == "Bearer up-key"
     chunks = list(client.chat.completions.create(
-        model="echo", messages=[{"role": "user", "content": "x"}], stream=True, stream_options={"include_usage": True}
+        model="echo", messages=[{"role": "user", "content": "x"}], stream=True, stream_options={"include_usage": True},
+        extra_headers={"X-Request-ID": "fake-stream"},
     ))
     assert "".join(c.choices[0].delta.content for c in chunks if c.choices).strip() == "hello from fake"
     assert chunks[-1].usage.total_tokens == 5
+    # The fake ends its stream by closing the connection (no length, not chunked): that is a clean end.
+    line = gw.log_entry("fake-stream")
+    assert line["outcome"] == "ok" and line["tokens_in"] == 3 and line["tokens_out"] == 2
 
 
 def test_remote_runner_that_is_down_is_502(gateway_factory):

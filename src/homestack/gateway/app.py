@@ -24,6 +24,7 @@ from . import admin
 from .asgi import Receive, Scope, Send, read_body, send_error, send_response
 from .auth import Auth
 from .proxy import forward
+from .upstream import UpstreamPool
 
 # Route -> the field a request must carry besides "model".
 _OPENAI_ROUTES = {
@@ -40,6 +41,7 @@ class Gateway:
         self.auth = Auth(fleet.api_keys, fleet.admin_keys)
         self.request_log = request_log or RequestLog()
         self.session: aiohttp.ClientSession | None = None
+        self.upstream = UpstreamPool(fleet.timeouts.connect, fleet.timeouts.read)
         self.on_started: list[Any] = []
         self._created = int(time.time())
 
@@ -55,11 +57,8 @@ class Gateway:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 timeouts = self.fleet.timeouts
-                self.session = aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None),
+                self.session = aiohttp.ClientSession(  # for health checks, off the hot path
                     timeout=aiohttp.ClientTimeout(sock_connect=timeouts.connect, sock_read=timeouts.read),
-                    auto_decompress=False,
-                    skip_auto_headers=("User-Agent",),
                 )
                 await self.scheduler.start(self.session)
                 for callback in self.on_started:
@@ -69,6 +68,7 @@ class Gateway:
                 await self.scheduler.close()
                 if self.session is not None:
                     await self.session.close()
+                self.upstream.close()
                 self.request_log.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -129,10 +129,9 @@ class Gateway:
             rec.stream = payload.get("stream") is True
             runner = self.scheduler.resolve(rec.model)
             rec.runner, rec.runner_kind, rec.runner_version = runner.name, runner.kind, runner.version
-            assert self.session is not None
             await self.scheduler.acquire(runner)
             try:
-                await forward(self.session, runner, path, body, rec, send, receive, rid_header)
+                await forward(self.upstream, runner, path, body, rec, send, receive, rid_header)
             finally:
                 self.scheduler.release(runner)
         except HomestackError as exc:

@@ -10,13 +10,13 @@ import asyncio
 import re
 import time
 
-import aiohttp
 import orjson
 
 from ..errors import HomestackError, RunnerError, RunnerTimeout, error_body
 from ..observe import RequestRecord
 from ..runners import Runner
 from .asgi import Headers, Receive, Send, send_response, wait_disconnect
+from .upstream import Response, UpstreamError, UpstreamPool, UpstreamTimeout
 
 _DONE = b"data: [DONE]\n\n"
 _DONE_EVENT = _DONE.rstrip()
@@ -26,7 +26,7 @@ _PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
 _COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
 # llama-server's last stream chunk carries "timings" even when usage was not asked for.
 _TIMINGS = re.compile(rb'"cache_n"\s*:\s*(\d+).*?"prompt_n"\s*:\s*(\d+).*?"predicted_n"\s*:\s*(\d+)')
-_UPSTREAM_HEADERS = {"Content-Type": "application/json"}
+_TRANSPORT_ERRORS = (UpstreamError, UpstreamTimeout)
 
 
 def _count_tokens(rec: RequestRecord, data: bytes) -> None:
@@ -62,14 +62,13 @@ def runner_error(status: int, data: bytes) -> tuple[bytes, str]:
 
 
 def _transport_error(runner: Runner, exc: BaseException) -> HomestackError:
-    if isinstance(exc, asyncio.TimeoutError):
-        return RunnerTimeout(f"model {runner.name!r} did not answer in time")
-    detail = str(exc) or type(exc).__name__
-    return RunnerError(f"model {runner.name!r} failed: {detail}")
+    if isinstance(exc, TimeoutError):
+        return RunnerTimeout(f"model {runner.name!r} did not answer in time: {exc}")
+    return RunnerError(f"model {runner.name!r} failed: {exc}")
 
 
 async def forward(
-    session: aiohttp.ClientSession,
+    pool: UpstreamPool,
     runner: Runner,
     path: str,
     body: bytes,
@@ -78,11 +77,10 @@ async def forward(
     receive: Receive,
     extra_headers: Headers,
 ) -> None:
-    url = runner.base_url + path[3:]  # path starts with /v1; base_url ends with /v1
-    headers = {**_UPSTREAM_HEADERS, **runner.upstream_headers} if runner.upstream_headers else _UPSTREAM_HEADERS
     try:
-        resp = await session.post(url, data=body, headers=headers)
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        # path starts with /v1 and base_url ends with /v1: the runner gets its own prefix.
+        resp = await pool.post(runner.base_url, path[3:], body, runner.upstream_headers)
+    except _TRANSPORT_ERRORS as exc:
         raise _transport_error(runner, exc) from None
     rec.first_byte = time.perf_counter()
     try:
@@ -91,7 +89,7 @@ async def forward(
             return
         try:
             data = await resp.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except _TRANSPORT_ERRORS as exc:
             raise _transport_error(runner, exc) from None
         rec.status = resp.status
         if resp.status >= 400:
@@ -100,14 +98,13 @@ async def forward(
             await send_response(send, resp.status, data, headers=extra_headers)
             return
         _count_tokens(rec, data)
-        content_type = resp.headers.get("Content-Type", "application/json").encode()
-        await send_response(send, resp.status, data, content_type, extra_headers)
+        await send_response(send, resp.status, data, resp.content_type, extra_headers)
     finally:
-        resp.release()
+        resp.close()
 
 
 async def _relay_stream(
-    resp: aiohttp.ClientResponse, runner: Runner, rec: RequestRecord, send: Send, receive: Receive,
+    resp: Response, runner: Runner, rec: RequestRecord, send: Send, receive: Receive,
     extra_headers: Headers,
 ) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + extra_headers})
@@ -118,7 +115,7 @@ async def _relay_stream(
     tail = b""
     first = True
     try:
-        async for chunk in resp.content.iter_any():
+        async for chunk in resp.chunks():
             if first:  # time to first token: the first chunk of the body, not the headers
                 rec.first_byte = time.perf_counter()
                 first = False
@@ -126,7 +123,7 @@ async def _relay_stream(
                 _count_tokens(rec, chunk)
             tail = chunk[-_TAIL:] if len(chunk) >= _TAIL else (tail + chunk)[-_TAIL:]
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except _TRANSPORT_ERRORS as exc:
         if not disconnected.done():
             error = _transport_error(runner, exc)
             rec.outcome, rec.status = error.code, error.status

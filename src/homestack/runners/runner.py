@@ -43,7 +43,9 @@ class Runner:
         self.log = LogTail(fleet.data_dir / "logs" / f"{name}.log")
         self.state = State.STOPPED
         self.base_url = spec.url if isinstance(spec, RemoteModel) else ""
-        self.upstream_headers = {"Authorization": f"Bearer {spec.api_key}"} if getattr(spec, "api_key", None) else {}
+        api_key = getattr(spec, "api_key", None)
+        # Raw header lines sent with every forwarded request (a remote API's key).
+        self.upstream_headers = f"Authorization: Bearer {api_key}\r\n".encode() if api_key else b""
         self.inflight = 0
         self.last_used = time.monotonic()
         self.started_at: float | None = None
