@@ -76,7 +76,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, pool: "UpstreamPool", key: tuple[str, int, bool], read_timeout: float):
         self.pool, self.key, self.read_timeout = pool, key, read_timeout
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
+        self.parser = httptools.HttpResponseParser(self)  # parses one answer after another
         self.body: deque[bytes] = deque()
         self.content_type = b"application/json"
         self.headers_complete = False
@@ -86,7 +86,6 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.received = False
         self.error: Exception | None = None
-        self._header_name = b""
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
@@ -139,7 +138,6 @@ class _Connection(asyncio.Protocol):
 
     # the client side
     def send(self, head: bytes, body: bytes) -> None:
-        self.parser = httptools.HttpResponseParser(self)
         self.body.clear()
         self.headers_complete = self.framed = self.complete = self.received = False
         self.error = None
