@@ -141,3 +141,16 @@ def test_schema_is_json_schema_of_the_fleet_file():
     kinds = json.dumps(schema)
     for kind in ("llama.cpp", "command", "remote", "embeddings"):
         assert kind in kinds
+
+
+def test_serve_reports_every_bad_model_at_start_up(tmp_path):
+    path = tmp_path / "fleet.yaml"
+    path.write_text(
+        "models:\n  a:\n    runner: llama.cpp\n    model: /nowhere/a.gguf\n"
+        "  b:\n    runner: embeddings\n    model: package:nope\n"
+    )
+    result = _homestack("serve", "--config", str(path), "--port", "0")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2 and all(str(path) in line for line in lines)
+    assert "models.a.model" in lines[0] and "models.b.model" in lines[1]

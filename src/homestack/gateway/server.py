@@ -67,7 +67,7 @@ def serve(fleet: FleetConfig, source: str, no_auth: bool = False) -> None:
     try:
         scheduler = Scheduler.build(fleet)
     except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc.message}") from None
+        raise ConfigError("\n".join(f"{source}: {line}" for line in exc.message.splitlines())) from None
     gateway = Gateway(fleet, scheduler)
     sock = _bind(fleet.host, fleet.port)
     host, port = sock.getsockname()[:2]

@@ -13,7 +13,7 @@ import time
 import aiohttp
 
 from ..config import FleetConfig
-from ..errors import Conflict, HomestackError, ModelNotFound
+from ..errors import ConfigError, Conflict, HomestackError, ModelNotFound
 from ..runners import Runner, State
 
 _TICK = 0.5  # seconds between TTL checks
@@ -22,8 +22,7 @@ _RESTART_DELAY = 1.0
 
 
 class Scheduler:
-    def __init__(self, fleet: FleetConfig, runners: dict[str, Runner]):
-        self.fleet = fleet
+    def __init__(self, runners: dict[str, Runner]):
         self.runners = runners
         self._by_name = {alias: r for r in runners.values() for alias in (r.name, *r.spec.aliases)}
         self._task: asyncio.Task[None] | None = None
@@ -31,8 +30,16 @@ class Scheduler:
 
     @classmethod
     def build(cls, fleet: FleetConfig) -> "Scheduler":
-        """Build every runner's launch plan now, so config problems surface at start-up."""
-        return cls(fleet, {name: Runner(name, spec, fleet) for name, spec in fleet.models.items()})
+        """Build every runner's launch plan now, so config problems surface at start-up (all at once)."""
+        runners, problems = {}, []
+        for name, spec in fleet.models.items():
+            try:
+                runners[name] = Runner(name, spec, fleet)
+            except HomestackError as exc:
+                problems.append(exc.message)
+        if problems:
+            raise ConfigError("\n".join(problems))
+        return cls(runners)
 
     def resolve(self, name: str) -> Runner:
         runner = self._by_name.get(name)
