@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -36,21 +37,18 @@ def test_logs_follow_streams_new_lines(default_gateway):
         [sys.executable, "-m", "homestack", "logs", "smollm2-135m-instruct", "-f", "-n", "0"],
         stdout=subprocess.PIPE, text=True, env={**gw.env, "HOMESTACK_URL": gw.url},
     )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(follower.stdout), daemon=True)
+    reader.start()
     try:
         time.sleep(0.5)
         gw.cli("unload", "smollm2-135m-instruct")
         gw.cli("load", "smollm2-135m-instruct")
-        line = wait_until(lambda: _read_until(follower, "[homestack] starting smollm2-135m-instruct"), 30,
-                          message="a followed log line")
-        assert line
+        wait_until(lambda: any("[homestack] starting smollm2-135m-instruct" in line for line in lines), 30,
+                   message="a followed log line")
     finally:
         follower.terminate()
         follower.wait(10)
-
-
-def _read_until(proc: subprocess.Popen, text: str) -> str | None:
-    line = proc.stdout.readline()
-    return line if text in line else None
 
 
 def test_logs_tail_over_http(default_gateway):
