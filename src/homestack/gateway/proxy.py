@@ -33,17 +33,16 @@ def _count_tokens(rec: RequestRecord, data: bytes) -> None:
     """Read token counts from ``usage`` (or llama-server's ``timings``) without parsing the body."""
     at = data.rfind(b'"usage"')
     if at >= 0:
-        tail = data[at:]
-        if m := _PROMPT_TOKENS.search(tail):
+        if m := _PROMPT_TOKENS.search(data, at):
             rec.tokens_in = int(m.group(1))
-        if m := _COMPLETION_TOKENS.search(tail):
+        if m := _COMPLETION_TOKENS.search(data, at):
             rec.tokens_out = int(m.group(1))
     elif (at := data.rfind(b'"timings"')) >= 0 and (m := _TIMINGS.search(data, at)):
         rec.tokens_in = int(m.group(1)) + int(m.group(2))
         rec.tokens_out = int(m.group(3))
 
 
-def runner_error(status: int, data: bytes) -> tuple[bytes, str]:
+def _runner_error(status: int, data: bytes) -> tuple[bytes, str]:
     """An upstream error body in OpenAI shape, marked as the runner's; and its type."""
     try:
         parsed = orjson.loads(data)
@@ -93,7 +92,7 @@ async def forward(
             raise _transport_error(runner, exc) from None
         rec.status = resp.status
         if resp.status >= 400:
-            data, error_type = runner_error(resp.status, data)
+            data, error_type = _runner_error(resp.status, data)
             rec.outcome = f"runner:{error_type}"
             await send_response(send, resp.status, data, headers=extra_headers)
             return
