@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
-from .schema import RUNNER_KINDS, FleetConfig
+from .schema import MODEL_KINDS, RUNNER_KINDS, FleetConfig, Timeouts
 
 DEFAULT_FLEET = "<embedded default fleet>"
 
@@ -78,19 +78,10 @@ def _describe(label: str, err: dict[str, Any]) -> str:
 
 def _valid_keys(loc: tuple[Any, ...]) -> list[str]:
     """Field names of the model that holds the unknown key at ``loc``."""
-    from . import schema
-
     model: type[BaseModel] = FleetConfig
     parts = list(loc[:-1])
     if len(parts) >= 3 and parts[0] == "models":
-        kind = parts[2]
-        model = {
-            "llama.cpp": schema.LlamaCppModel,
-            "command": schema.CommandModel,
-            "embeddings": schema.EmbeddingsModel,
-            "remote": schema.RemoteModel,
-        }[kind]
-        parts = parts[3:]
+        model, parts = MODEL_KINDS[parts[2]], parts[3:]
     elif parts[:1] == ["timeouts"]:
-        model, parts = schema.Timeouts, parts[1:]
+        model, parts = Timeouts, parts[1:]
     return sorted(model.model_fields) if not parts else []

@@ -75,7 +75,10 @@ class RemoteModel(_ModelBase):
 ModelConfig = Annotated[
     Union[LlamaCppModel, CommandModel, EmbeddingsModel, RemoteModel], Field(discriminator="runner")
 ]
-RUNNER_KINDS = ("llama.cpp", "command", "embeddings", "remote")
+MODEL_KINDS: dict[str, type[_ModelBase]] = {
+    "llama.cpp": LlamaCppModel, "command": CommandModel, "embeddings": EmbeddingsModel, "remote": RemoteModel,
+}
+RUNNER_KINDS = tuple(MODEL_KINDS)
 
 
 class Timeouts(_Strict):
