@@ -74,16 +74,22 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Connection", "close")
         self.end_headers()
+        events = []
         for word in REPLY.split(" "):
             chunk = {"id": "x", "object": "chat.completion.chunk", "model": body.get("model"),
                      "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]}
-            self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-            self.wfile.flush()
+            events.append(b"data: " + json.dumps(chunk).encode() + b"\n\n")
         if (body.get("stream_options") or {}).get("include_usage"):
             final = {"id": "x", "object": "chat.completion.chunk", "choices": [], "usage": usage}
-            self.wfile.write(b"data: " + json.dumps(final).encode() + b"\n\n")
-        self.wfile.write(b"data: [DONE]\n\n")
-        self.wfile.flush()
+            events.append(b"data: " + json.dumps(final).encode() + b"\n\n")
+        events.append(b"data: [DONE]\n\n")
+        # fake_split: write in 5-byte pieces, as a runner whose writes do not follow events might.
+        step = 5 if body.get("fake_split") else 1 << 20
+        for piece in (data[i:i + step] for data in events for i in range(0, len(data), step)):
+            self.wfile.write(piece)
+            self.wfile.flush()
+            if body.get("fake_split"):
+                time.sleep(0.001)
         self.close_connection = True
 
 

@@ -66,6 +66,17 @@ def test_remote_runner_streams_and_sends_its_key_upstream(gateway_factory, upstr
     assert line["outcome"] == "ok" and line["tokens_in"] == 3 and line["tokens_out"] == 2
 
 
+def test_events_split_across_writes_are_relayed_and_counted(gateway_factory, upstream):
+    gw = gateway_factory(f"models:\n  echo:\n    runner: remote\n    url: http://127.0.0.1:{upstream.port}/v1\n")
+    chunks = list(gw.openai(max_retries=0).chat.completions.create(
+        model="echo", messages=[{"role": "user", "content": "x"}], stream=True, stream_options={"include_usage": True},
+        extra_headers={"X-Request-ID": "split"}, extra_body={"fake_split": True},
+    ))
+    assert "".join(c.choices[0].delta.content for c in chunks if c.choices).strip() == "hello from fake"
+    line = gw.log_entry("split")
+    assert line["outcome"] == "ok" and (line["tokens_in"], line["tokens_out"]) == (3, 2)
+
+
 def test_remote_runner_that_is_down_is_502(gateway_factory):
     port = free_port()
     gw = gateway_factory(f"models:\n  gone:\n    runner: remote\n    url: http://127.0.0.1:{port}/v1\n")

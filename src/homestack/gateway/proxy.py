@@ -20,7 +20,9 @@ from .upstream import Response, UpstreamError, UpstreamPool, UpstreamTimeout
 
 _DONE = b"data: [DONE]\n\n"
 _DONE_EVENT = _DONE.rstrip()
-_TAIL = len(_DONE) + 4  # enough to see [DONE] whatever line endings the runner uses
+# The end of a stream kept while relaying it: enough for the last events (usage,
+# llama-server's timings, [DONE]) however the runner's writes were split.
+_WINDOW = 4096
 _SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 _PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
 _COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
@@ -111,30 +113,28 @@ async def _relay_stream(
     # A client that goes away closes the upstream connection at once, so the
     # runner stops generating for nobody (even in the middle of a long prompt).
     disconnected.add_done_callback(lambda task: task.cancelled() or resp.close())
-    tail = b""
-    first = True
+    window = b""
     try:
         async for chunk in resp.chunks():
-            if first:  # time to first token: the first chunk of the body, not the headers
+            if not window:  # time to first token: the first chunk of the body, not the headers
                 rec.first_byte = time.perf_counter()
-                first = False
-            if b'"usage"' in chunk or b'"timings"' in chunk:
-                _count_tokens(rec, chunk)
-            tail = chunk[-_TAIL:] if len(chunk) >= _TAIL else (tail + chunk)[-_TAIL:]
+            window = (window + chunk)[-_WINDOW:]
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
     except _TRANSPORT_ERRORS as exc:
         if not disconnected.done():
             error = _transport_error(runner, exc)
             rec.outcome, rec.status = error.code, error.status
             await send({"type": "http.response.body", "body": b"data: " + error.body() + b"\n\n", "more_body": True})
-            tail = b""
+            window = b""
     finally:
         client_gone = disconnected.done()
         disconnected.cancel()
-    if client_gone:
+    finished = window.rstrip().endswith(_DONE_EVENT)
+    if client_gone and not finished:  # a client that leaves after [DONE] has had it all
         rec.outcome = "client_disconnected"
         return
-    if not tail.rstrip().endswith(_DONE_EVENT):
+    _count_tokens(rec, window)
+    if not finished:
         if rec.outcome == "ok":  # the runner closed the stream without finishing it
             error = RunnerError(f"model {runner.name!r} ended the stream early")
             rec.outcome, rec.status = error.code, error.status
