@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from pathlib import Path
 from typing import Awaitable, Callable
 
 import aiohttp
