@@ -24,17 +24,10 @@ def _serve(args: argparse.Namespace) -> None:
 
 def _check(args: argparse.Namespace) -> None:
     from .config import load_fleet
-    from .runners.launch import plan_launch
+    from .runners.launch import plan_fleet
 
     fleet = load_fleet(args.file)
-    problems = []
-    for name, spec in fleet.models.items():
-        try:
-            plan_launch(name, spec, fleet)
-        except HomestackError as exc:
-            problems.append(f"{args.file}: {exc.message}")
-    if problems:
-        raise HomestackError("\n".join(problems))
+    plan_fleet(fleet, args.file)
     print(f"{args.file}: ok ({len(fleet.models)} models: {', '.join(fleet.models) or 'none'})")
 
 
@@ -46,12 +39,11 @@ def _schema(args: argparse.Namespace) -> None:
 
 def _prepare(args: argparse.Namespace) -> None:
     """Resolve every model file (assembling shipped ones) and record runner versions."""
-    from .config import load_fleet
-    from .runners.launch import model_path, plan_launch
+    from .config import DEFAULT_FLEET, load_fleet
+    from .runners.launch import model_path, plan_fleet
 
     fleet = load_fleet(args.config)
-    for name, spec in fleet.models.items():
-        plan = plan_launch(name, spec, fleet)
+    for name, plan in plan_fleet(fleet, args.config or DEFAULT_FLEET).items():
         path = model_path(plan, fleet.data_dir)
         print(f"{name}: {plan.kind} {plan.version}" + (f", model {path}" if path else ""))
 

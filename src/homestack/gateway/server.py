@@ -64,10 +64,7 @@ def _check_data_dir(fleet: FleetConfig) -> None:
 def serve(fleet: FleetConfig, source: str, no_auth: bool = False) -> None:
     check_exposure(fleet, no_auth)
     _check_data_dir(fleet)
-    try:
-        scheduler = Scheduler.build(fleet)
-    except ConfigError as exc:
-        raise ConfigError("\n".join(f"{source}: {line}" for line in exc.message.splitlines())) from None
+    scheduler = Scheduler.build(fleet, source)
     gateway = Gateway(fleet, scheduler)
     sock = _bind(fleet.host, fleet.port)
     host, port = sock.getsockname()[:2]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..artifacts import check_reference, resolve_model
 from ..config import CommandModel, EmbeddingsModel, FleetConfig, LlamaCppModel, ModelConfig, RemoteModel
-from ..errors import ConfigError
+from ..errors import ConfigError, HomestackError
 from .binaries import find_llama_server, llama_server_version
 
 
@@ -80,6 +80,19 @@ def plan_launch(name: str, spec: ModelConfig, fleet: FleetConfig) -> LaunchPlan:
         return LaunchPlan("command", Path(spec.command[0]).name, model_ref, env=spec.env)
     assert isinstance(spec, RemoteModel)
     return LaunchPlan("remote", "remote")
+
+
+def plan_fleet(fleet: FleetConfig, source: str) -> dict[str, LaunchPlan]:
+    """Every model's launch plan; every problem at once, one line each naming ``source``."""
+    plans, problems = {}, []
+    for name, spec in fleet.models.items():
+        try:
+            plans[name] = plan_launch(name, spec, fleet)
+        except HomestackError as exc:
+            problems.append(f"{source}: {exc.message}")
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return plans
 
 
 def _dist_version(dist: str) -> str:

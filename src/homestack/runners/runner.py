@@ -16,7 +16,7 @@ import aiohttp
 
 from ..config import FleetConfig, ModelConfig, RemoteModel
 from ..errors import HomestackError, RunnerError
-from .launch import LaunchPlan, model_path, plan_launch
+from .launch import LaunchPlan, model_path
 from .logs import LogTail
 from .process import free_port, kill_group, spawn, terminate
 
@@ -31,11 +31,11 @@ class State(str, enum.Enum):
 
 
 class Runner:
-    def __init__(self, name: str, spec: ModelConfig, fleet: FleetConfig, plan: LaunchPlan | None = None):
+    def __init__(self, name: str, spec: ModelConfig, fleet: FleetConfig, plan: LaunchPlan):
         self.name = name
         self.spec = spec
         self.kind = spec.runner
-        self.plan = plan or plan_launch(name, spec, fleet)
+        self.plan = plan
         self.version = self.plan.version
         self.ttl = fleet.ttl_for(spec)
         self.pinned = spec.pinned

@@ -13,8 +13,9 @@ import time
 import aiohttp
 
 from ..config import FleetConfig
-from ..errors import ConfigError, Conflict, HomestackError, ModelNotFound
+from ..errors import Conflict, HomestackError, ModelNotFound
 from ..runners import Runner, State
+from ..runners.launch import plan_fleet
 
 _TICK = 0.5  # seconds between TTL checks
 _UNLOAD_DRAIN = 30.0  # seconds in-flight requests get when a model is unloaded by hand
@@ -29,17 +30,10 @@ class Scheduler:
         self._background: set[asyncio.Task[object]] = set()
 
     @classmethod
-    def build(cls, fleet: FleetConfig) -> "Scheduler":
-        """Build every runner's launch plan now, so config problems surface at start-up (all at once)."""
-        runners, problems = {}, []
-        for name, spec in fleet.models.items():
-            try:
-                runners[name] = Runner(name, spec, fleet)
-            except HomestackError as exc:
-                problems.append(exc.message)
-        if problems:
-            raise ConfigError("\n".join(problems))
-        return cls(runners)
+    def build(cls, fleet: FleetConfig, source: str) -> "Scheduler":
+        """Plan every runner now, so config problems surface at start-up (all at once)."""
+        plans = plan_fleet(fleet, source)
+        return cls({name: Runner(name, spec, fleet, plans[name]) for name, spec in fleet.models.items()})
 
     def resolve(self, name: str) -> Runner:
         runner = self._by_name.get(name)
