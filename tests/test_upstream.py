@@ -41,7 +41,7 @@ def test_content_length_and_keep_alive_reuse():
         server, url = await _serve(handler)
         pool = UpstreamPool(2, 2)
         for _ in range(3):
-            resp = await pool.post(url, "/chat/completions", b'{"a":1}')
+            resp = await pool.request(b"POST", url, "/chat/completions", b'{"a":1}')
             assert (resp.status, resp.content_type, await resp.read()) == (200, b"application/json", b"{}")
         pool.close()
         server.close()
@@ -63,7 +63,7 @@ def test_chunked_body_arrives_in_pieces():
     async def main():
         server, url = await _serve(handler)
         pool = UpstreamPool(2, 2)
-        resp = await pool.post(url, "/chat/completions", b"{}")
+        resp = await pool.request(b"POST", url, "/chat/completions", b"{}")
         chunks = [c async for c in resp.chunks()]
         server.close()
         return chunks
@@ -85,9 +85,9 @@ def test_an_idle_connection_the_server_closed_is_retried_once():
     async def main():
         server, url = await _serve(handler)
         pool = UpstreamPool(2, 2)
-        assert await (await pool.post(url, "/x", b"{}")).read() == b"ok"
+        assert await (await pool.request(b"POST", url, "/x", b"{}")).read() == b"ok"
         await asyncio.sleep(0.1)
-        assert await (await pool.post(url, "/x", b"{}")).read() == b"ok"
+        assert await (await pool.request(b"POST", url, "/x", b"{}")).read() == b"ok"
         server.close()
 
     _run(main())
@@ -107,11 +107,11 @@ def test_silence_is_a_timeout_and_garbage_is_an_error():
         pool = UpstreamPool(2, 0.3)
         server, url = await _serve(silent)
         with pytest.raises(UpstreamTimeout):
-            await pool.post(url, "/x", b"{}")
+            await pool.request(b"POST", url, "/x", b"{}")
         server.close()
         server, url = await _serve(garbage)
         with pytest.raises(UpstreamError):
-            await pool.post(url, "/x", b"{}")
+            await pool.request(b"POST", url, "/x", b"{}")
         server.close()
 
     _run(main())
@@ -121,6 +121,6 @@ def test_nobody_listening_is_an_error():
     async def main():
         pool = UpstreamPool(2, 2)
         with pytest.raises(UpstreamError, match="cannot connect"):
-            await pool.post("http://127.0.0.1:9/v1", "/x", b"{}")
+            await pool.request(b"POST", "http://127.0.0.1:9/v1", "/x", b"{}")
 
     _run(main())

@@ -10,9 +10,8 @@ import os
 import sys
 import time
 import traceback
-from typing import Any
+from typing import Any, Callable
 
-import aiohttp
 import orjson
 
 from ..config import FleetConfig
@@ -40,9 +39,8 @@ class Gateway:
         self.scheduler = scheduler
         self.auth = Auth(fleet.api_keys, fleet.admin_keys)
         self.request_log = request_log or RequestLog()
-        self.session: aiohttp.ClientSession | None = None
         self.upstream = UpstreamPool(fleet.timeouts.connect, fleet.timeouts.read)
-        self.on_started: list[Any] = []
+        self.on_started: Callable[[], None] | None = None  # e.g. print the banner
         self._created = int(time.time())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -56,18 +54,12 @@ class Gateway:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                timeouts = self.fleet.timeouts
-                self.session = aiohttp.ClientSession(  # for health checks, off the hot path
-                    timeout=aiohttp.ClientTimeout(sock_connect=timeouts.connect, sock_read=timeouts.read),
-                )
-                await self.scheduler.start(self.session)
-                for callback in self.on_started:
-                    callback()
+                await self.scheduler.start(self.upstream.status)
+                if self.on_started is not None:
+                    self.on_started()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.scheduler.close()
-                if self.session is not None:
-                    await self.session.close()
                 self.upstream.close()
                 self.request_log.close()
                 await send({"type": "lifespan.shutdown.complete"})

@@ -80,7 +80,7 @@ async def forward(
 ) -> None:
     try:
         # path starts with /v1 and base_url ends with /v1: the runner gets its own prefix.
-        resp = await pool.post(runner.base_url, path[3:], body, runner.upstream_headers)
+        resp = await pool.request(b"POST", runner.base_url, path[3:], body, runner.upstream_headers)
     except _TRANSPORT_ERRORS as exc:
         raise _transport_error(runner, exc) from None
     rec.first_byte = time.perf_counter()

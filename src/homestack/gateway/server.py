@@ -69,7 +69,7 @@ def serve(fleet: FleetConfig, source: str, no_auth: bool = False) -> None:
     sock = _bind(fleet.host, fleet.port)
     host, port = sock.getsockname()[:2]
     url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-    gateway.on_started.append(lambda: _banner(gateway, url))
+    gateway.on_started = lambda: _banner(gateway, url)
     config = uvicorn.Config(
         gateway,
         loop="uvloop",

@@ -33,7 +33,7 @@ class _Origin:
         self.host = parts.hostname or "127.0.0.1"
         self.ssl = parts.scheme == "https"
         self.port = parts.port or (443 if self.ssl else 80)
-        self.prefix = parts.path.rstrip("/")
+        self.prefix = parts.path.rstrip("/").encode()
         self.host_header = parts.netloc.encode()
 
 
@@ -201,13 +201,15 @@ class UpstreamPool:
         self._origins: dict[str, _Origin] = {}
         self._ssl: ssl.SSLContext | None = None
 
-    async def post(self, base_url: str, path: str, body: bytes, headers: bytes = b"") -> Response:
-        """POST ``body`` to ``base_url + path``; return once the status line and headers are in."""
+    async def request(
+        self, method: bytes, base_url: str, path: str, body: bytes = b"", headers: bytes = b""
+    ) -> Response:
+        """Send ``body`` to ``base_url + path``; return once the status line and headers are in."""
         origin = self._origins.get(base_url)
         if origin is None:
             origin = self._origins[base_url] = _Origin(base_url)
         head = b"".join((
-            b"POST ", origin.prefix.encode(), path.encode(), b" HTTP/1.1\r\nHost: ", origin.host_header,
+            method, b" ", origin.prefix, path.encode(), b" HTTP/1.1\r\nHost: ", origin.host_header,
             b"\r\nContent-Type: application/json\r\nContent-Length: ", str(len(body)).encode(), b"\r\n",
             headers, b"\r\n",
         ))
@@ -221,6 +223,15 @@ class UpstreamPool:
         # was processed, so the request goes once more on a new connection.
         conn, _ = await self._connection(origin, fresh=True)
         return await self._exchange(conn, head, body)
+
+    async def status(self, base_url: str, path: str) -> int:
+        """GET ``base_url + path`` for its status alone, as a health check does."""
+        resp = await self.request(b"GET", base_url, path)
+        try:
+            await resp.read()
+        finally:
+            resp.close()
+        return resp.status
 
     async def _exchange(self, conn: _Connection, head: bytes, body: bytes) -> Response:
         conn.send(head, body)

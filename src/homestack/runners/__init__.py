@@ -1,5 +1,5 @@
 """Runners: one child process (or remote URL) per model, with an explicit state machine."""
 
-from .runner import Runner, State
+from .runner import HealthProbe, Runner, State
 
-__all__ = ["Runner", "State"]
+__all__ = ["HealthProbe", "Runner", "State"]

@@ -12,8 +12,6 @@ import enum
 import time
 from typing import Awaitable, Callable
 
-import aiohttp
-
 from ..config import FleetConfig, ModelConfig, RemoteModel
 from ..errors import HomestackError, RunnerError
 from .launch import LaunchPlan, model_path
@@ -21,6 +19,10 @@ from .logs import LogTail
 from .process import free_port, kill_group, spawn, terminate
 
 _LOG_LINES_IN_ERRORS = 5
+_PROBE_TIMEOUT = 2.0  # seconds one health check may take
+
+# (origin, path) -> HTTP status: the GET a runner's health check uses.
+HealthProbe = Callable[[str, str], Awaitable[int]]
 
 
 class State(str, enum.Enum):
@@ -55,11 +57,11 @@ class Runner:
         self._proc: asyncio.subprocess.Process | None = None
         self._transition: asyncio.Future[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._probe: HealthProbe | None = None
 
-    def bind(self, session: aiohttp.ClientSession) -> None:
-        """Give the runner the HTTP session it uses for health checks."""
-        self._session = session
+    def bind(self, probe: HealthProbe) -> None:
+        """Give the runner the HTTP GET it uses for health checks."""
+        self._probe = probe
 
     @property
     def pid(self) -> int | None:
@@ -96,8 +98,7 @@ class Runner:
             if self.state is State.STARTING:  # whatever went wrong, leave no half-started runner
                 if self._proc is not None:
                     kill_group(self._proc)
-                self._proc = None
-                self.state = State.STOPPED
+                self._stopped()
             raise
         finally:
             self._transition = None
@@ -117,13 +118,13 @@ class Runner:
             self.log.write(f"[homestack] {self.name} failed to start: {message}")
             raise RunnerError(f"model {self.name!r} failed to start: {message}") from None
         self.base_url = f"http://127.0.0.1:{port}/v1"
-        await self._wait_healthy(f"http://127.0.0.1:{port}{self.spec.health_path}", self._proc)
+        await self._wait_healthy(f"http://127.0.0.1:{port}", self._proc)
         self._became_ready()
         self._watcher = asyncio.get_running_loop().create_task(self._watch(self._proc))
 
     async def _start_remote(self) -> None:
         if self.spec.health_path:
-            await self._wait_healthy(self.base_url.rsplit("/v1", 1)[0] + self.spec.health_path, None)
+            await self._wait_healthy(self.base_url.rsplit("/v1", 1)[0], None)
         self._became_ready()
 
     def _became_ready(self) -> None:
@@ -131,21 +132,21 @@ class Runner:
         self.started_at = self.last_used = time.monotonic()
         self.log.write(f"[homestack] {self.name} is ready at {self.base_url}")
 
-    async def _wait_healthy(self, url: str, proc: asyncio.subprocess.Process | None) -> None:
-        assert self._session is not None, "Runner.bind() was not called"
+    async def _wait_healthy(self, origin: str, proc: asyncio.subprocess.Process | None) -> None:
+        assert self._probe is not None, "Runner.bind() was not called"
+        path = self.spec.health_path
         deadline = time.monotonic() + self._startup_timeout
         delay = 0.05
         while True:
             if proc is not None and proc.returncode is not None:
                 raise self._start_failure(f"runner exited with code {proc.returncode}")
             try:
-                async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
-                    if resp.status == 200:
-                        return
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+                if await asyncio.wait_for(self._probe(origin, path), _PROBE_TIMEOUT) == 200:
+                    return
+            except (OSError, TimeoutError):  # not listening yet, or busy loading
                 pass
             if time.monotonic() > deadline:
-                raise self._start_failure(f"not healthy at {url} after {self._startup_timeout:g} s")
+                raise self._start_failure(f"not healthy at {origin}{path} after {self._startup_timeout:g} s")
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.5)
 
@@ -161,19 +162,20 @@ class Runner:
         if self._proc is not None:
             code = await terminate(self._proc)
             self.log.write(f"[homestack] {self.name} stopped (exit code {code})")
-            self._proc = None
-        self.state = State.STOPPED
-        self.started_at = None
+        self._stopped()
 
     async def _watch(self, proc: asyncio.subprocess.Process) -> None:
         code = await proc.wait()
         if self._proc is proc and self.state is State.READY:
             self.log.write(f"[homestack] {self.name} exited unexpectedly with code {code}")
-            self._proc = None
-            self.state = State.STOPPED
-            self.started_at = None
+            self._stopped()
             if self.on_exit is not None:
                 self.on_exit(self)
+
+    def _stopped(self) -> None:
+        self._proc = None
+        self.state = State.STOPPED
+        self.started_at = None
 
     def describe(self) -> dict[str, object]:
         now = time.monotonic()

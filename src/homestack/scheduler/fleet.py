@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-import aiohttp
-
 from ..config import FleetConfig
 from ..errors import Conflict, HomestackError, ModelNotFound
-from ..runners import Runner, State
+from ..runners import HealthProbe, Runner, State
 from ..runners.launch import plan_fleet
 
 _TICK = 0.5  # seconds between TTL checks
@@ -81,9 +79,9 @@ class Scheduler:
         await runner.stop(drain=_UNLOAD_DRAIN)
         return runner
 
-    async def start(self, session: aiohttp.ClientSession) -> None:
+    async def start(self, probe: HealthProbe) -> None:
         for runner in self.runners.values():
-            runner.bind(session)
+            runner.bind(probe)
             runner.on_exit = self._runner_exited
             if runner.pinned:
                 self._spawn(self._keep_loaded(runner))
