@@ -108,6 +108,9 @@ def test_body_over_the_limit_is_413(gateway_factory, upstream):
     resp = httpx.post(gw.url + "/v1/chat/completions", json=body, timeout=30)
     assert resp.status_code == 413
     assert resp.json()["error"]["code"] == "request_too_large"
+    # Without Content-Length (chunked), the limit holds as the body arrives.
+    chunked = httpx.post(gw.url + "/v1/chat/completions", content=iter([b"{" + b" " * 1500, b" " * 1500 + b"}"]))
+    assert chunked.status_code == 413
 
 
 AUTH_FLEET = """

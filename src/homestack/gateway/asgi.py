@@ -17,20 +17,20 @@ JSON = b"application/json"
 async def read_body(receive: Receive, limit: int, declared: int | None) -> bytes:
     if declared is not None and declared > limit:
         raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
-    message = await receive()
-    body = message.get("body", b"")
-    if not message.get("more_body"):
-        return body
-    parts = [body]
-    size = len(body)
-    while message.get("more_body"):
+    parts: list[bytes] = []
+    size = 0
+    while True:
         message = await receive()
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > limit:
+        if size > limit:  # a body sent without Content-Length, or longer than it said
             raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+        if not message.get("more_body"):
+            if not parts:  # the usual case: the whole body in one message, no copy
+                return chunk
+            parts.append(chunk)
+            return b"".join(parts)
         parts.append(chunk)
-    return b"".join(parts)
 
 
 async def send_response(

@@ -122,9 +122,7 @@ async def _relay_stream(
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
     except _TRANSPORT_ERRORS as exc:
         if not disconnected.done():
-            error = _transport_error(runner, exc)
-            rec.outcome, rec.status = error.code, error.status
-            await send({"type": "http.response.body", "body": b"data: " + error.body() + b"\n\n", "more_body": True})
+            await _send_error_event(send, rec, _transport_error(runner, exc))
             window = b""
     finally:
         client_gone = disconnected.done()
@@ -134,11 +132,12 @@ async def _relay_stream(
         rec.outcome = "client_disconnected"
         return
     _count_tokens(rec, window)
-    if not finished:
-        if rec.outcome == "ok":  # the runner closed the stream without finishing it
-            error = RunnerError(f"model {runner.name!r} ended the stream early")
-            rec.outcome, rec.status = error.code, error.status
-            await send({"type": "http.response.body", "body": b"data: " + error.body() + b"\n\n", "more_body": True})
-        await send({"type": "http.response.body", "body": _DONE, "more_body": False})
-    else:
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    if not finished and rec.outcome == "ok":  # the runner closed the stream without finishing it
+        await _send_error_event(send, rec, RunnerError(f"model {runner.name!r} ended the stream early"))
+    await send({"type": "http.response.body", "body": b"" if finished else _DONE, "more_body": False})
+
+
+async def _send_error_event(send: Send, rec: RequestRecord, error: HomestackError) -> None:
+    """A stream that already started can only end with an error event (then [DONE])."""
+    rec.outcome, rec.status = error.code, error.status
+    await send({"type": "http.response.body", "body": b"data: " + error.body() + b"\n\n", "more_body": True})
