@@ -92,8 +92,8 @@ def _vm_rss(pid: int) -> int:
     return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) * 1024
 
 
-def measure(binary: Path, spec: LlamaCppModel, path: Path, workdir: Path) -> dict:
-    """Logged buffer sizes (bytes) and VmRSS after every slot is ~90% full."""
+def measure(binary: Path, spec: LlamaCppModel, path: Path, workdir: Path, fill: float = 0.9) -> dict:
+    """Logged buffer sizes (bytes) and VmRSS after a prompt fills ``fill`` of every slot."""
     port, log = _free_port(), workdir / "llama-server.log"
     argv = _llama_cpp_argv(binary, "bench", spec, port, path) + ["-lv", "4"]
     with log.open("w") as out:
@@ -103,8 +103,8 @@ def measure(binary: Path, spec: LlamaCppModel, path: Path, workdir: Path) -> dic
         text = log.read_text()
         n_ctx_slot = int(re.search(r"n_ctx_slot = (\d+)", text).group(1))
         n_ctx_train = int(re.search(r"n_ctx_train\s+= (\d+)", text).group(1))
-        fill = int(0.9 * min(n_ctx_slot, n_ctx_train))
-        threads = [threading.Thread(target=_fill_slot, args=(port, s, fill)) for s in range(spec.parallel)]
+        n_tokens = int(fill * min(n_ctx_slot, n_ctx_train))
+        threads = [threading.Thread(target=_fill_slot, args=(port, s, n_tokens)) for s in range(spec.parallel)]
         for t in threads:
             t.start()
         for t in threads:
@@ -118,7 +118,7 @@ def measure(binary: Path, spec: LlamaCppModel, path: Path, workdir: Path) -> dic
             proc.kill()
             proc.wait()
     logged = {k: int(sum(float(x) for x in re.findall(rx, text)) * MIB) for k, rx in _LOGGED.items()}
-    return {"logged": logged, "rss": rss, "fill": fill}
+    return {"logged": logged, "rss": rss}
 
 
 def _err(estimate: int, actual: int) -> float:
