@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -152,6 +153,10 @@ def test_offloaded_layers_move_weights_kv_and_compute_to_the_gpus():
     two = _cpu(_spec(ctx_size=5000, args=["-ngl", "2"]), gpus=1)
     assert two["gpu0"].weights == 110 + 501 and two["gpu0"].kv_cache == 5120 * _F16_CELL
     assert two["cpu"].kv_cache == 3 * 1024 * _F16_CELL
+    assert two["cpu"].compute == cpu_only.compute  # CPU layers still need the full compute buffer
+    # tied embeddings: llama.cpp copies token_embd to the GPU that holds the output layer
+    tied = replace(_TOY, tensors=tuple(t for t in _TOY.tensors if t.name != "output.weight"))
+    assert _cpu(_spec(ctx_size=5000), gpus=1, info=tied)["gpu0"].weights == 4 * 110 + 1 + 1000
     # two GPUs split the 5 offloadable layers as llama.cpp does: 0-2 on the first, 3 and output on the second
     split = _cpu(_spec(ctx_size=5000), gpus=2)
     assert split["gpu0"].kv_cache == 3 * 1024 * _F16_CELL and split["gpu1"].kv_cache == 5120 * _F16_CELL

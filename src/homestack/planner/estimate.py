@@ -82,6 +82,7 @@ def estimate_llama_cpp(spec: LlamaCppModel, model_path: Path, cache_dir: Path | 
 
 
 def estimate_from_settings(info: GGUFInfo, s: ServerSettings, gpus: int = 0) -> MemoryEstimate:
+    """The estimate for a model header and llama-server's settings."""
     ctx = _Context.of(info, s)
     device_of = _layer_devices(info.block_count, s.gpu_layers, gpus)
     names = ["cpu"] + [f"gpu{i}" for i in range(gpus)]
@@ -91,7 +92,7 @@ def estimate_from_settings(info: GGUFInfo, s: ServerSettings, gpus: int = 0) -> 
         kv[names[device_of[layer]]] += cells * _kv_bytes_per_cell(info, layer, s)
     used = {names[d] for d in device_of} | {"cpu"}
     compute = {name: _compute(info, ctx, s) if name in used else 0 for name in names}
-    if gpus and any(device_of):
+    if all(device_of[: info.block_count]):  # every repeating layer is on a GPU
         compute["cpu"] = 2 * ctx.n_ubatch * info.embedding_length * 4  # input embeddings only
     compute["cpu"] += ctx.n_seq * info.vocab_size * 4  # the logits output buffer lives on the host
     overhead = {name: _GPU_RUNTIME if name in used else 0 for name in names}
@@ -253,6 +254,10 @@ def _weights(info: GGUFInfo, device_of: list[int], names: list[str]) -> dict[str
         on_cpu_matmul = device == "cpu" and layer >= 0 and tensor.name.endswith(".weight")
         if on_cpu_matmul and tensor.ggml_type in repacked and tensor.rows % 8 == 0:
             weights[device] += tensor.n_bytes
+    output_device = names[device_of[info.block_count]]
+    tied = not any(tensor.name == "output.weight" for tensor in info.tensors)
+    if tied and output_device != "cpu":  # llama.cpp copies the tied embeddings to the output's GPU
+        weights[output_device] += sum(t.n_bytes for t in info.tensors if t.name == "token_embd.weight")
     return weights
 
 
@@ -268,7 +273,8 @@ def _compute(info: GGUFInfo, ctx: _Context, s: ServerSettings) -> int:
 
 def _runtime_caches(info: GGUFInfo, ctx: _Context, s: ServerSettings) -> int:
     """Host RAM that grows with use: the prompt cache, and SWA context checkpoints."""
-    prompt_cache = s.cache_ram_mib * MIB
+    # -1 means no limit: planned as llama-server's default limit, as nothing better is known
+    prompt_cache = (s.cache_ram_mib if s.cache_ram_mib >= 0 else ServerSettings.cache_ram_mib) * MIB
     if not info.swa_layers:
         return prompt_cache
     per_cell = sum(_kv_bytes_per_cell(info, il, s) for il in info.swa_layers)

@@ -131,7 +131,9 @@ def _parse(path: Path) -> GGUFInfo:
         return _info(meta, lengths, tensors)
     except ConfigError:
         raise
-    except (struct.error, IndexError, KeyError, ValueError, OverflowError) as exc:
+    except KeyError as exc:
+        raise ConfigError(f"{path}: GGUF header lacks {exc.args[0]}") from None
+    except (struct.error, IndexError, ValueError, OverflowError) as exc:
         raise ConfigError(f"{path}: corrupt or truncated GGUF header ({exc})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read GGUF file: {exc.strerror or exc}") from None
@@ -170,7 +172,7 @@ class _Header:
     def _value(self, kind: int):
         if kind == _STRING:
             return self._string()
-        fmt = struct.Struct(_SCALARS[kind])
+        fmt = struct.Struct(_scalar_format(kind))
         self.pos += fmt.size
         return fmt.unpack_from(self.buf, self.pos - fmt.size)[0]
 
@@ -181,7 +183,7 @@ class _Header:
             return count, None
         if kind == _ARRAY:
             raise ValueError("nested arrays are not supported")
-        fmt = _SCALARS[kind]
+        fmt = _scalar_format(kind)
         size = struct.calcsize(fmt)
         start, self.pos = self.pos, self.pos + count * size
         if count > _SMALL_ARRAY:
@@ -205,6 +207,12 @@ class _Header:
         for dim in dims:
             elements *= dim
         return Tensor(name, elements // block * type_size, ggml_type.name, dims[1] if n_dims > 1 else 1)
+
+
+def _scalar_format(kind: int) -> str:
+    if kind not in _SCALARS:
+        raise ValueError(f"unknown value type {kind}")
+    return _SCALARS[kind]
 
 
 def _info(meta: dict, lengths: dict[str, int], tensors: list[Tensor]) -> GGUFInfo:
