@@ -56,6 +56,17 @@ def _llama_cpp_argv(binary, name: str, spec: LlamaCppModel, port: int, model_pat
         argv += ["--cache-type-k", spec.cache_type_k]
     if spec.cache_type_v:
         argv += ["--cache-type-v", spec.cache_type_v]
+    # Memory must stay what the planner estimated, unless the user says otherwise: no --fit
+    # (it rewrites unset options at start and costs ~0.4 s), no host-RAM prompt cache (up to
+    # 8 GiB by default), and 2 SWA context checkpoints per slot (one prompt's worth) instead of 32.
+    user_set = {arg.replace("_", "-") if arg.startswith("--") else arg for arg in spec.args}
+    for flag, value, env_var, spellings in (
+        ("--fit", "off", "LLAMA_ARG_FIT", {"-fit", "--fit"}),
+        ("--cache-ram", "0", "LLAMA_ARG_CACHE_RAM", {"-cram", "--cache-ram"}),
+        ("--ctx-checkpoints", "2", "LLAMA_ARG_CTX_CHECKPOINTS", {"-ctxcp", "--ctx-checkpoints", "--swa-checkpoints"}),
+    ):
+        if env_var not in spec.env and user_set.isdisjoint(spellings):
+            argv += [flag, value]
     return argv + list(spec.args)
 
 
