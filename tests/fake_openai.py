@@ -3,7 +3,7 @@
 It answers every chat completion with a fixed reply, streamed or not, after
 ``fake_sleep`` seconds if the request says so; ``GET /stats`` tells the most
 requests it served at once.
-Run: python tests/fake_openai.py --port PORT
+Run: python tests/fake_openai.py --port PORT [--startup-delay SECONDS] [--tag TAG]
 """
 
 from __future__ import annotations
@@ -96,7 +96,10 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--startup-delay", type=float, default=0, help="seconds before listening (a slow load)")
+    parser.add_argument("--tag", help="ignored; lets a test find this process")
     args = parser.parse_args()
+    time.sleep(args.startup_delay)
     ThreadingHTTPServer(("127.0.0.1", args.port), Handler).serve_forever()
 
 

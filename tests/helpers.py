@@ -84,8 +84,8 @@ class GatewayProcess:
     def http(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=120, **kwargs)
 
-    def running(self, **headers: str) -> dict[str, dict[str, Any]]:
-        resp = httpx.get(self.url + "/admin/running", headers=headers, timeout=30)
+    def running(self, all: bool = False, **headers: str) -> dict[str, dict[str, Any]]:
+        resp = httpx.get(self.url + "/admin/running" + ("?all=1" if all else ""), headers=headers, timeout=30)
         resp.raise_for_status()
         return {r["name"]: r for r in resp.json()["running"]}
 
@@ -126,6 +126,20 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return "\nState:\tZ" not in status
+
+
+def processes_with(arg: str) -> list[int]:
+    """Live processes whose command line contains ``arg``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if arg.encode() in cmdline and pid_alive(int(entry.name)):
+                found.append(int(entry.name))
+    return found
 
 
 def free_port() -> int:

@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from helpers import TESTS, FakeUpstream, GatewayProcess, free_port
+from helpers import TESTS, FakeUpstream, GatewayProcess, free_port, processes_with
 from test_config import ISSUE_EXAMPLE
 
 
@@ -208,7 +208,9 @@ models:
 """
     gw = gateway_factory(fleet)
     resp = httpx.post(gw.url + "/v1/chat/completions", json={"model": "sleepy", "messages": []}, timeout=60)
-    assert resp.status_code == 502
+    assert resp.status_code == 504
+    assert resp.json()["error"]["source"] == "runner"
     message = resp.json()["error"]["message"]
-    assert "not healthy" in message and "never listening" in message
+    assert "not healthy" in message and "after 1 s" in message and "never listening" in message
     assert not gw.running()
+    assert not processes_with("print('never listening', flush=True); time.sleep(120)")

@@ -22,13 +22,45 @@ def _serve(args: argparse.Namespace) -> None:
     serve(fleet, args.config or DEFAULT_FLEET, no_auth=args.no_auth)
 
 
-def _check(args: argparse.Namespace) -> None:
-    from .config import load_fleet
+def _capacity(config: str | None):
+    """The fleet file and its capacity plan (every problem at once, naming the file)."""
+    from .config import DEFAULT_FLEET, load_fleet
+    from .planner import build_plan, probe_devices
     from .runners.launch import plan_fleet
 
-    fleet = load_fleet(args.file)
-    plan_fleet(fleet, args.file)
+    fleet = load_fleet(config)
+    source = config or DEFAULT_FLEET
+    return fleet, build_plan(fleet, plan_fleet(fleet, source), probe_devices(), source)
+
+
+def _check(args: argparse.Namespace) -> None:
+    fleet, _ = _capacity(args.file)
     print(f"{args.file}: ok ({len(fleet.models)} models: {', '.join(fleet.models) or 'none'})")
+
+
+def _plan(args: argparse.Namespace) -> None:
+    from .config.sizes import format_size
+
+    fleet, capacity = _capacity(args.config)
+    if args.json:
+        print(json.dumps(capacity.to_dict(), indent=2))
+        return
+    rows = [("DEVICE", "NAME", "TOTAL", "FREE", "BUDGET")]
+    for d in capacity.devices.values():
+        rows.append((d.id, d.name, format_size(d.total), format_size(d.free), format_size(capacity.budgets[d.id])))
+    _print_table(rows)
+    print()
+    rows = [("MODEL", "DEVICE", "WEIGHTS", "KV CACHE", "COMPUTE", "OVERHEAD", "TOTAL", "BASIS")]
+    for m in capacity.models.values():
+        for device, c in (m.estimate.devices.items() if m.estimate else [(None, None)]):
+            sizes = [c.weights, c.kv_cache, c.compute, c.overhead, c.total] if c else [None] * 5
+            rows.append((m.name, device or "-", *(format_size(v) if v is not None else "-" for v in sizes), m.basis))
+    _print_table(rows)
+    print(f"\nResident together within the budget (headroom {fleet.memory.headroom:g}):")
+    for names in capacity.resident_sets():
+        print("  " + " + ".join(names))
+    for name, members in capacity.groups.items():
+        print(f"Group {name}: one of {', '.join(sorted(members))} at a time")
 
 
 def _schema(args: argparse.Namespace) -> None:
@@ -55,19 +87,29 @@ def _client(args: argparse.Namespace):
 
 
 def _ps(args: argparse.Namespace) -> None:
-    running = _client(args).json("GET", "/admin/running")["running"]
+    running = _client(args).json("GET", "/admin/running" + ("?all=1" if args.all else ""))["running"]
     if args.json:
         print(json.dumps(running, indent=2))
         return
     if not running:
         print("no models running")
         return
-    rows = [("NAME", "STATE", "RUNNER", "VERSION", "PID", "INFLIGHT", "IDLE", "TTL")]
+    from .config.sizes import format_size
+
+    def size(n):
+        return format_size(n) if n else "-"
+
+    rows = [("NAME", "STATE", "RUNNER", "PID", "MEM EST", "MEM RSS", "QUEUE", "INFLIGHT", "TTL LEFT", "LAST SWAP", "VERSION")]
     for r in running:
+        ttl = "pinned" if r["pinned"] else f"{r['ttl_remaining']:g}s" if r["ttl_remaining"] is not None else "-"
         rows.append((
-            r["name"], r["state"], r["runner"], r["version"] or "-", str(r["pid"] or "-"),
-            str(r["inflight"]), f"{r['idle_seconds']:g}s", "pinned" if r["pinned"] else f"{r['ttl']:g}s",
+            r["name"], r["state"], r["runner"], str(r["pid"] or "-"), size(r["memory_estimated"]), size(r["memory_measured"]),
+            str(r["queue"]), str(r["inflight"]), ttl, r["last_swap_reason"] or "-", r["version"] or "-",
         ))
+    _print_table(rows)
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
@@ -114,6 +156,9 @@ def _parser() -> argparse.ArgumentParser:
     p = command("check", _check, "Validate a fleet file.")
     p.add_argument("file", metavar="FILE")
     command("schema", _schema, "Print the fleet file's JSON Schema.")
+    p = command("plan", _plan, "Print each model's memory estimate and which models fit together.")
+    p.add_argument("--config", "-c", metavar="FILE", help="fleet file (YAML)")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p = command("prepare", _prepare, "Resolve and verify model files; record runner versions.")
     p.add_argument("--config", "-c", metavar="FILE", help="fleet file (YAML)")
 
@@ -128,6 +173,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--api-key", help="admin key (default $HOMESTACK_API_KEY)")
         if name == "ps":
             p.add_argument("--json", action="store_true", help="print JSON")
+            p.add_argument("-a", "--all", action="store_true", help="every model, stopped ones too")
         elif name in ("load", "unload", "logs"):
             p.add_argument("name", metavar="NAME")
         if name == "logs":

@@ -97,3 +97,23 @@ class Conflict(HomestackError):
     status = 409
     type = "invalid_request_error"
     code = "conflict"
+
+
+class TooManyRequests(HomestackError):
+    """A model's queue is full; ``retry_after`` (seconds) goes out as the Retry-After header."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "queue_full"
+
+    def __init__(self, message: str, *, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ClientClosed(HomestackError):
+    """The client went away before an answer (nginx's 499); nothing is sent back."""
+
+    status = 499
+    type = "invalid_request_error"
+    code = "client_closed"

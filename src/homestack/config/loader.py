@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
-from .schema import MODEL_KINDS, RUNNER_KINDS, FleetConfig, Timeouts
+from .schema import MODEL_KINDS, RUNNER_KINDS, FleetConfig, Group
 
 DEFAULT_FLEET = "<embedded default fleet>"
 
@@ -69,6 +69,8 @@ def _describe(label: str, err: dict[str, Any]) -> str:
         message = f"unknown runner {err['input'].get('runner')!r}; one of: {', '.join(RUNNER_KINDS)}"
     elif kind == "missing":
         message = "required key is missing"
+    elif kind == "value_error":  # our own validators name the value already
+        message = err["msg"].removeprefix("Value error, ")
     else:
         message = err["msg"]
         if "input" in err and not isinstance(err["input"], dict | list):
@@ -82,6 +84,16 @@ def _valid_keys(loc: tuple[Any, ...]) -> list[str]:
     parts = list(loc[:-1])
     if len(parts) >= 3 and parts[0] == "models":
         model, parts = MODEL_KINDS[parts[2]], parts[3:]
-    elif parts[:1] == ["timeouts"]:
-        model, parts = Timeouts, parts[1:]
+    elif len(parts) >= 2 and parts[0] == "groups":
+        model, parts = Group, parts[2:]
+    elif parts and parts[0] in _SECTIONS:
+        model, parts = _SECTIONS[parts[0]], parts[1:]
     return sorted(model.model_fields) if not parts else []
+
+
+# Top-level keys whose value is one settings model (timeouts, memory, scheduling).
+_SECTIONS = {
+    name: field.annotation
+    for name, field in FleetConfig.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+}

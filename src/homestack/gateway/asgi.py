@@ -44,6 +44,9 @@ async def send_response(
 
 
 async def send_error(send: Send, exc: HomestackError, headers: Headers | None = None) -> None:
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers = [*(headers or ()), (b"retry-after", str(retry_after).encode())]
     await send_response(send, exc.status, exc.body(), headers=headers)
 
 

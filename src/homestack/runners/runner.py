@@ -13,7 +13,7 @@ import time
 from typing import Awaitable, Callable
 
 from ..config import FleetConfig, ModelConfig, RemoteModel
-from ..errors import HomestackError, RunnerError
+from ..errors import ClientClosed, HomestackError, RunnerError, RunnerTimeout
 from .launch import LaunchPlan, model_path
 from .logs import LogTail
 from .process import free_port, kill_group, spawn, terminate
@@ -50,8 +50,9 @@ class Runner:
         self.inflight = 0
         self.last_used = time.monotonic()
         self.started_at: float | None = None
-        self.slots = asyncio.Semaphore(spec.max_concurrency) if spec.max_concurrency else None
-        self.on_exit: Callable[[Runner], None] | None = None
+        # Called with (runner, reason) each time the runner stops; reason is None for a requested stop.
+        self.on_stopped: Callable[[Runner, str | None], None] | None = None
+        self.cancel_requested = False  # set by the scheduler when nobody waits for a load any more
         self._data_dir = fleet.data_dir
         self._startup_timeout = fleet.startup_timeout_for(spec)
         self._proc: asyncio.subprocess.Process | None = None
@@ -73,6 +74,7 @@ class Runner:
             if self.state is State.STOPPED:
                 # The state changes now, not when the task first runs: later callers must see it.
                 self.state = State.STARTING
+                self.cancel_requested = False
                 self._transition = asyncio.ensure_future(self._run_transition(self._start))
             assert self._transition is not None
             await asyncio.shield(self._transition)
@@ -85,11 +87,15 @@ class Runner:
                 await asyncio.shield(self._transition)
             except HomestackError:
                 pass
+        self.begin_stop(drain)
+        if self.state is State.STOPPING and self._transition is not None:
+            await asyncio.shield(self._transition)
+
+    def begin_stop(self, drain: float = 0.0) -> None:
+        """Start stopping a ready runner now: its state is STOPPING before this returns."""
         if self.state is State.READY:
             self.state = State.STOPPING
             self._transition = asyncio.ensure_future(self._run_transition(lambda: self._stop(drain)))
-        if self.state is State.STOPPING and self._transition is not None:
-            await asyncio.shield(self._transition)
 
     async def _run_transition(self, step: Callable[[], Awaitable[None]]) -> None:
         try:
@@ -98,7 +104,7 @@ class Runner:
             if self.state is State.STARTING:  # whatever went wrong, leave no half-started runner
                 if self._proc is not None:
                     kill_group(self._proc)
-                self._stopped()
+                self._stopped("load failed")
             raise
         finally:
             self._transition = None
@@ -140,20 +146,25 @@ class Runner:
         while True:
             if proc is not None and proc.returncode is not None:
                 raise self._start_failure(f"runner exited with code {proc.returncode}")
+            if self.cancel_requested:
+                self.log.write(f"[homestack] {self.name}: load cancelled, every waiting request went away")
+                raise ClientClosed(f"load of {self.name!r} cancelled: every waiting request went away")
             try:
                 if await asyncio.wait_for(self._probe(origin, path), _PROBE_TIMEOUT) == 200:
                     return
             except (OSError, TimeoutError):  # not listening yet, or busy loading
                 pass
             if time.monotonic() > deadline:
-                raise self._start_failure(f"not healthy at {origin}{path} after {self._startup_timeout:g} s")
+                raise self._start_failure(
+                    f"not healthy at {origin}{path} after {self._startup_timeout:g} s", RunnerTimeout
+                )
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.5)
 
-    def _start_failure(self, reason: str) -> RunnerError:
+    def _start_failure(self, reason: str, error: type[RunnerError] = RunnerError) -> RunnerError:
         self.log.write(f"[homestack] {self.name} failed to start: {reason}")
         tail = " | ".join(line for line in self.log.tail(_LOG_LINES_IN_ERRORS + 1)[:-1])
-        return RunnerError(f"model {self.name!r} failed to start: {reason}; last log lines: {tail}")
+        return error(f"model {self.name!r} failed to start: {reason}; last log lines: {tail}")
 
     async def _stop(self, drain: float) -> None:
         deadline = time.monotonic() + drain
@@ -162,20 +173,20 @@ class Runner:
         if self._proc is not None:
             code = await terminate(self._proc)
             self.log.write(f"[homestack] {self.name} stopped (exit code {code})")
-        self._stopped()
+        self._stopped(None)
 
     async def _watch(self, proc: asyncio.subprocess.Process) -> None:
         code = await proc.wait()
         if self._proc is proc and self.state is State.READY:
             self.log.write(f"[homestack] {self.name} exited unexpectedly with code {code}")
-            self._stopped()
-            if self.on_exit is not None:
-                self.on_exit(self)
+            self._stopped(f"exited unexpectedly with code {code}")
 
-    def _stopped(self) -> None:
+    def _stopped(self, reason: str | None) -> None:
         self._proc = None
         self.state = State.STOPPED
         self.started_at = None
+        if self.on_stopped is not None:
+            self.on_stopped(self, reason)
 
     def describe(self) -> dict[str, object]:
         now = time.monotonic()

@@ -1,5 +1,6 @@
-"""The scheduler: owns fleet-level decisions (load, unload, TTL, pins)."""
+"""The scheduler: one task that owns fleet state (load, unload, evict, queue, TTL, pins)."""
 
+from .entry import Ticket
 from .fleet import Scheduler
 
-__all__ = ["Scheduler"]
+__all__ = ["Scheduler", "Ticket"]

@@ -1,37 +1,73 @@
-"""The scheduler: one asyncio task that owns fleet-level decisions.
+"""The scheduler: one asyncio task that owns fleet state.
 
-Runners own their own state machines; the scheduler decides when they change:
-it starts pinned models, restarts them if they die, unloads idle models after
-their TTL, and holds a ready runner for each request (acquire/release).
+Requests, admin calls and runner exits only send it messages: a ticket in a
+model's queue, a wake-up. Its task decides everything that changes the fleet:
+which queued requests go ahead, which model loads, which is evicted to make
+room (idle, unpinned, least recently used first), what unloads after its TTL.
+The one shortcut is on the hot path: a request for a ready model with a free
+slot and nobody ahead of it goes straight through, which is the decision the
+task would make anyway (the event loop runs one callback at a time).
+
+Anti-thrash: while a model that does not fit waits, the resident model keeps
+serving its own queue. It makes room as soon as it is idle, or once the
+newcomer has waited ``scheduling.max_wait`` since the resident became ready:
+then it takes no new requests, drains and goes. A newly loaded model stays at
+least ``scheduling.min_residency``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import sys
 import time
+import traceback
+from collections import Counter
 
 from ..config import FleetConfig
-from ..errors import Conflict, HomestackError, ModelNotFound
+from ..errors import ClientClosed, Conflict, HomestackError, ModelNotFound, TooManyRequests
+from ..planner import CapacityPlan, Device, build_plan, probe_devices
+from ..planner.devices import process_memory
 from ..runners import HealthProbe, Runner, State
 from ..runners.launch import plan_fleet
+from .entry import Entry, Ticket
+from .policy import eviction_order, pick_victims
 
-_TICK = 0.5  # seconds between TTL checks
+_TICK = 0.25  # seconds between passes when nothing wakes the task (TTL, max_wait, min_residency)
+_SAMPLE_EVERY = 2.0  # seconds between resident-memory samples
 _UNLOAD_DRAIN = 30.0  # seconds in-flight requests get when a model is unloaded by hand
-_RESTART_DELAY = 1.0
+_RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)  # a pinned model that fails to load is retried after these
 
 
 class Scheduler:
-    def __init__(self, runners: dict[str, Runner]):
+    def __init__(self, runners: dict[str, Runner], capacity: CapacityPlan, fleet: FleetConfig):
         self.runners = runners
+        self.capacity = capacity
+        self.counters: Counter[str] = Counter()  # loads and unloads by reason
+        self._entries = {name: Entry(r, capacity.models[name]) for name, r in runners.items()}
         self._by_name = {alias: r for r in runners.values() for alias in (r.name, *r.spec.aliases)}
+        self._queue_depth = fleet.scheduling.queue_depth
+        self._max_wait = fleet.scheduling.max_wait
+        self._min_residency = fleet.scheduling.min_residency
+        self._queued = 0  # tickets in all queues: release() only wakes the task when someone waits
+        self._yielding: set[str] = set()  # models that take no new requests while they drain for another
+        self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[object]] = set()
+        self._sampled_at = 0.0
 
     @classmethod
-    def build(cls, fleet: FleetConfig, source: str) -> "Scheduler":
-        """Plan every runner now, so config problems surface at start-up (all at once)."""
-        plans = plan_fleet(fleet, source)
-        return cls({name: Runner(name, spec, fleet, plans[name]) for name, spec in fleet.models.items()})
+    def build(cls, fleet: FleetConfig, source: str, devices: list[Device] | None = None) -> "Scheduler":
+        """Plan every runner and its memory now, so problems surface at start-up, all at once."""
+        launch = plan_fleet(fleet, source)
+        capacity = build_plan(fleet, launch, devices if devices is not None else probe_devices(), source)
+        runners = {}
+        for name, spec in fleet.models.items():
+            plan, env = launch[name], capacity.models[name].env
+            if env:  # the device the plan chose; the model's own env: wins
+                plan = dataclasses.replace(plan, env={**env, **plan.env})
+            runners[name] = Runner(name, spec, fleet, plan)
+        return cls(runners, capacity, fleet)
 
     def resolve(self, name: str) -> Runner:
         runner = self._by_name.get(name)
@@ -40,51 +76,88 @@ class Scheduler:
             raise ModelNotFound(f"model {name!r} does not exist; available models: {known}", param="model")
         return runner
 
-    async def acquire(self, runner: Runner) -> None:
-        """Hold ``runner`` ready for one request; it is not unloaded until ``release``.
+    # -- messages from requests -------------------------------------------------------------
 
-        A plain pair rather than a context manager: this runs on every request.
+    def acquire(self, runner: Runner) -> Ticket | None:
+        """Take a slot on ``runner`` for one request: None when taken at once, else a ticket to await.
+
+        The request must call ``release`` once the slot is granted, or ``cancel`` if it gives up first.
         """
-        runner.inflight += 1
-        if runner.slots is None and runner.state is State.READY:
+        entry = self._entries[runner.name]
+        if (
+            not entry.queue and runner.state is State.READY and entry.has_room()
+            and runner.name not in self._yielding
+        ):
+            runner.inflight += 1
+            return None
+        if len(entry.queue) >= self._queue_depth:
+            raise TooManyRequests(
+                f"model {runner.name!r} has {len(entry.queue)} requests waiting, the limit "
+                "(scheduling.queue_depth); retry later",
+                retry_after=entry.retry_after(),
+            )
+        ticket = Ticket(entry, asyncio.get_running_loop().create_future())
+        entry.queue.append(ticket)
+        runner.cancel_requested = False  # someone wants this load after all
+        self._queued += 1
+        self._wakeup.set()
+        return ticket
+
+    def cancel(self, ticket: Ticket) -> None:
+        """The request gave up waiting (its client went away)."""
+        if ticket.future.done():
+            if not ticket.future.cancelled() and ticket.future.exception() is None:
+                self.release(ticket.entry.runner)  # granted just as it gave up
             return
-        try:
-            if runner.slots is not None:
-                await runner.slots.acquire()
-            try:
-                await runner.ensure_ready()
-            except BaseException:
-                if runner.slots is not None:
-                    runner.slots.release()
-                raise
-        except BaseException:
-            runner.inflight -= 1
-            raise
+        ticket.future.cancel()
+        entry = ticket.entry
+        entry.queue.remove(ticket)
+        self._queued -= 1
+        runner = entry.runner
+        if runner.state is State.STARTING and not entry.queue and not entry.load_waiters and not runner.pinned:
+            runner.cancel_requested = True
+        self._wakeup.set()
 
     def release(self, runner: Runner) -> None:
-        if runner.slots is not None:
-            runner.slots.release()
         runner.inflight -= 1
         runner.last_used = time.monotonic()
+        if self._queued or self._yielding:
+            self._wakeup.set()
+
+    # -- admin messages ----------------------------------------------------------------------
 
     async def load(self, name: str) -> Runner:
         runner = self.resolve(name)
-        await runner.ensure_ready()
+        if runner.state is not State.READY:
+            waiter = asyncio.get_running_loop().create_future()
+            self._entries[runner.name].load_waiters.append(waiter)
+            self._wakeup.set()
+            await waiter
         return runner
 
     async def unload(self, name: str) -> Runner:
         runner = self.resolve(name)
         if runner.pinned:
             raise Conflict(f"model {runner.name!r} is pinned (always on); remove 'pinned: true' to unload it")
+        if runner.state is not State.STOPPED:
+            self._entries[runner.name].last_reason = "unloaded by admin"
+            self.counters["unload_admin"] += 1
         await runner.stop(drain=_UNLOAD_DRAIN)
         return runner
+
+    def describe(self, runner: Runner) -> dict[str, object]:
+        return self._entries[runner.name].describe()
+
+    def running(self, everything: bool = False) -> list[dict[str, object]]:
+        """Models that hold memory or have requests waiting (every model with ``everything``)."""
+        return [e.describe() for e in self._entries.values() if everything or e.resident or e.queue]
+
+    # -- the task ----------------------------------------------------------------------------
 
     async def start(self, probe: HealthProbe) -> None:
         for runner in self.runners.values():
             runner.bind(probe)
-            runner.on_exit = self._runner_exited
-            if runner.pinned:
-                self._spawn(self._keep_loaded(runner))
+            runner.on_stopped = self._runner_stopped
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:
@@ -98,34 +171,149 @@ class Scheduler:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(_TICK)
-            now = time.monotonic()
-            for runner in self.runners.values():
-                if (
-                    runner.state is State.READY
-                    and runner.pid is not None  # a remote URL has nothing to unload
-                    and not runner.pinned
-                    and runner.ttl > 0
-                    and runner.inflight == 0
-                    and now - runner.last_used >= runner.ttl
-                ):
-                    runner.log.write(f"[homestack] {runner.name} idle for {runner.ttl:g} s: unloading")
-                    self._spawn(runner.stop())
-
-    def _runner_exited(self, runner: Runner) -> None:
-        if runner.pinned:
-            self._spawn(self._keep_loaded(runner, delay=_RESTART_DELAY))
-
-    async def _keep_loaded(self, runner: Runner, delay: float = 0.0) -> None:
-        while runner.state is not State.READY:
-            await asyncio.sleep(delay)
             try:
-                await runner.ensure_ready()
-            except HomestackError as exc:
-                runner.log.write(f"[homestack] pinned model {runner.name} will be retried: {exc.message}")
-                delay = min(max(delay * 2, _RESTART_DELAY), 30.0)
+                await asyncio.wait_for(self._wakeup.wait(), _TICK)
+            except TimeoutError:
+                pass
+            self._wakeup.clear()
+            try:
+                self._schedule(time.monotonic())
+            except Exception:  # a bug must not stop the fleet's only owner
+                traceback.print_exc(file=sys.stderr)
 
-    def _spawn(self, coro) -> None:
+    def _schedule(self, now: float) -> None:
+        if now - self._sampled_at >= _SAMPLE_EVERY:
+            self._sample_memory(now)
+        self._unload_idle(now)
+        yielding: set[str] = set()
+        waiting = [e for e in self._entries.values() if e.wants_load(now)]
+        for entry in sorted(waiting, key=lambda e: -e.waited(now)):  # the longest wait first
+            self._admit(entry, now, yielding)
+        self._yielding = yielding
+        for entry in self._entries.values():
+            if entry.runner.state is State.READY and entry.name not in yielding:
+                self._grant(entry)
+
+    def _grant(self, entry: Entry) -> None:
+        for waiter in entry.load_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        entry.load_waiters.clear()
+        runner = entry.runner
+        while entry.queue and entry.has_room():
+            ticket = entry.queue.popleft()
+            self._queued -= 1
+            runner.inflight += 1
+            ticket.future.set_result(None)
+
+    def _admit(self, entry: Entry, now: float, yielding: set[str]) -> None:
+        """Load ``entry`` if it fits; else make room, or wait (anti-thrash) until its wait is long enough."""
+        resident = [e for e in self._entries.values() if e.resident and e.plan.need]
+        names = [e.name for e in resident]
+        if self.capacity.fits([*names, entry.name]):
+            self._start_load(entry)
+            return
+        waited = entry.waited(now)
+
+        def overdue(e: Entry) -> bool:
+            # The wait a resident model answers for starts when it became ready: a queue that
+            # built up during the last swap does not cut the new residency short.
+            return min(waited, now - e.loaded_at) >= self._max_wait
+
+        settled = [
+            e for e in resident
+            if e.runner.state is State.READY and not e.runner.pinned and now - e.loaded_at >= self._min_residency
+        ]
+        idle = [e for e in settled if e.runner.inflight == 0 and (not e.queue or overdue(e))]
+        victims = pick_victims(self.capacity, entry.name, names, [e.name for e in eviction_order(idle)])
+        if victims:
+            for name in victims:
+                self._evict(self._entries[name], f"evicted for {entry.name}")
+            entry.made_room = victims
+            return
+        # Stop feeding the overdue models in the way, so they drain; they go once idle.
+        overdue_ones = [e for e in settled if overdue(e)]
+        blocking = pick_victims(self.capacity, entry.name, names, [e.name for e in eviction_order(overdue_ones)])
+        yielding.update(blocking or ())
+
+    def _start_load(self, entry: Entry) -> None:
+        entry.load_task = self._spawn(self._load(entry))
+
+    async def _load(self, entry: Entry) -> None:
+        started = time.monotonic()
+        why = "pinned" if entry.runner.pinned else "for a request" if entry.queue else "by admin"
+        if entry.made_room:
+            why += "; evicted " + ", ".join(entry.made_room)
+        entry.made_room = []
+        try:
+            await entry.runner.ensure_ready()
+        except HomestackError as exc:
+            reason = "load cancelled" if isinstance(exc, ClientClosed) else f"load failed: {exc.message}"
+            entry.last_reason = reason
+            self.counters["load_cancelled" if isinstance(exc, ClientClosed) else "load_failed"] += 1
+            self._fail_waiters(entry, exc)
+            if entry.runner.pinned:
+                entry.retry_at = time.monotonic() + _RETRY_DELAYS[min(entry.failures, len(_RETRY_DELAYS) - 1)]
+                entry.failures += 1
+        else:
+            entry.loaded_at = time.monotonic()
+            entry.load_seconds = entry.loaded_at - started
+            entry.failures = 0
+            entry.loads += 1
+            self.counters["load"] += 1
+            entry.last_reason = f"loaded {why}"
+        finally:
+            entry.load_task = None
+            self._wakeup.set()
+
+    def _fail_waiters(self, entry: Entry, exc: HomestackError) -> None:
+        while entry.queue:
+            ticket = entry.queue.popleft()
+            self._queued -= 1
+            ticket.future.set_exception(exc)
+        for waiter in entry.load_waiters:
+            if not waiter.done():
+                waiter.set_exception(exc)
+        entry.load_waiters.clear()
+
+    def _evict(self, entry: Entry, reason: str) -> None:
+        entry.last_reason = reason
+        entry.evictions += 1
+        self.counters["evict_for_room" if reason.startswith("evicted") else "unload_idle"] += 1
+        entry.runner.log.write(f"[homestack] {entry.name}: {reason}")
+        entry.runner.begin_stop()
+
+    def _unload_idle(self, now: float) -> None:
+        for entry in self._entries.values():
+            runner = entry.runner
+            if (
+                runner.state is State.READY
+                and runner.pid is not None  # a remote URL has nothing to unload
+                and not runner.pinned
+                and runner.ttl > 0
+                and runner.inflight == 0
+                and not entry.queue
+                and now - runner.last_used >= runner.ttl
+            ):
+                self._evict(entry, f"idle for {runner.ttl:g} s (ttl)")
+
+    def _sample_memory(self, now: float) -> None:
+        self._sampled_at = now
+        for entry in self._entries.values():
+            pid = entry.runner.pid
+            entry.measured = process_memory(pid) if pid else None
+
+    def _runner_stopped(self, runner: Runner, reason: str | None) -> None:
+        entry = self._entries[runner.name]
+        entry.measured = None
+        if reason and reason.startswith("exited"):
+            entry.last_reason = reason
+            entry.retry_at = time.monotonic() + _RETRY_DELAYS[0]  # a pinned model restarts after a breath
+            self.counters["exited"] += 1
+        self._wakeup.set()
+
+    def _spawn(self, coro) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task

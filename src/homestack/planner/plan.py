@@ -1,0 +1,157 @@
+"""The capacity plan: what each model needs on which device, and what fits together.
+
+Built once at start-up (and by `homestack plan` / `check`); the scheduler admits
+loads against it, so the gateway and the CLI never disagree about what fits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Iterable
+
+from ..config import EmbeddingsModel, FleetConfig, LlamaCppModel, RemoteModel
+from ..config.sizes import format_size
+from ..errors import ConfigError
+from ..runners.launch import LaunchPlan, model_path
+from .devices import Device
+from .estimate import Components, MemoryEstimate, estimate_embeddings, estimate_llama_cpp
+
+_MAX_EXACT = 14  # models beyond this: co-resident sets are not enumerated (2^n subsets)
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    name: str
+    basis: str  # "estimated", "configured" (the model's memory: key), "unknown", "remote"
+    estimate: MemoryEstimate | None
+    pinned: bool = False
+    env: dict[str, str] = field(default_factory=dict)  # CUDA_VISIBLE_DEVICES for the runner
+
+    @property
+    def need(self) -> dict[str, int]:
+        """Bytes per device id."""
+        return {d: c.total for d, c in self.estimate.devices.items()} if self.estimate else {}
+
+    @property
+    def device(self) -> str | None:
+        need = self.need
+        return max(need, key=need.get) if need else None
+
+    @property
+    def total(self) -> int:
+        return sum(self.need.values())
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name, "basis": self.basis, "device": self.device, "pinned": self.pinned,
+            "total": self.total, "devices": self.estimate.to_dict()["devices"] if self.estimate else {},
+        }
+
+
+@dataclass(frozen=True)
+class CapacityPlan:
+    devices: dict[str, Device]
+    budgets: dict[str, int]
+    models: dict[str, ModelPlan]
+    groups: dict[str, frozenset[str]]  # models that must never be loaded together
+
+    def fits(self, names: Iterable[str]) -> bool:
+        names = set(names)
+        if any(len(names & members) > 1 for members in self.groups.values()):
+            return False
+        held: dict[str, int] = {}
+        for name in names:
+            for device, size in self.models[name].need.items():
+                held[device] = held.get(device, 0) + size
+        return all(size <= self.budgets.get(device, 0) for device, size in held.items())
+
+    def resident_sets(self) -> list[list[str]]:
+        """The largest sets of local models that can be loaded together (each maximal)."""
+        local = [m for m, p in self.models.items() if p.need]
+        if len(local) > _MAX_EXACT:
+            return [[m] for m in local if self.fits([m])]
+        found: list[set[str]] = []
+        for size in range(len(local), 0, -1):
+            for combo in combinations(local, size):
+                if not any(set(combo) <= kept for kept in found) and self.fits(combo):
+                    found.append(set(combo))
+        return [[m for m in local if m in kept] for kept in found]
+
+    def problems(self) -> list[str]:
+        """Models that cannot fit even alone, and pinned models that cannot fit together."""
+        found = []
+        for plan in self.models.values():
+            for device, size in plan.need.items():
+                if size > self.budgets.get(device, 0):
+                    found.append(
+                        f"models.{plan.name}: needs {format_size(size)} on {device} "
+                        f"({_components(plan.estimate.devices[device])}) but the budget there is "
+                        f"{format_size(self.budgets.get(device, 0))}; lower ctx_size or parallel, use a "
+                        "smaller quantisation, or raise memory.cpu_budget / memory.headroom"
+                    )
+        pinned = [p.name for p in self.models.values() if p.pinned]
+        if not found and len(pinned) > 1 and not self.fits(pinned):
+            found.append(f"models: the pinned models {', '.join(pinned)} do not fit in memory together")
+        return found
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "devices": [{**d.to_dict(), "budget": self.budgets[d.id]} for d in self.devices.values()],
+            "models": [p.to_dict() for p in self.models.values()],
+            "resident_sets": self.resident_sets(),
+            "groups": {name: sorted(members) for name, members in self.groups.items()},
+        }
+
+
+def build_plan(
+    fleet: FleetConfig, launch_plans: dict[str, LaunchPlan], devices: list[Device], source: str
+) -> CapacityPlan:
+    """Estimate every model; raise ConfigError naming ``source`` if any cannot fit."""
+    budgets = {d.id: d.budget(fleet.memory) for d in devices}
+    gpus = [d for d in devices if d.id != "cpu"]
+    models = {}
+    for name, spec in fleet.models.items():
+        if isinstance(spec, RemoteModel):
+            models[name] = ModelPlan(name, "remote", None)
+            continue
+        if spec.memory is not None:
+            plan = ModelPlan(name, "configured", MemoryEstimate({"cpu": Components(overhead=spec.memory)}))
+        elif isinstance(spec, LlamaCppModel):
+            path = model_path(launch_plans[name], fleet.data_dir)
+            plan = _place_llama_cpp(name, spec, path, fleet.data_dir / "cache", gpus, budgets)
+        elif isinstance(spec, EmbeddingsModel):
+            path = model_path(launch_plans[name], fleet.data_dir)
+            plan = ModelPlan(name, "estimated", estimate_embeddings(path))
+        else:  # a command runner: only its memory: key can say what it holds
+            plan = ModelPlan(name, "unknown", None)
+        if gpus and "CUDA_VISIBLE_DEVICES" not in plan.env:
+            plan = dataclasses.replace(plan, env={"CUDA_VISIBLE_DEVICES": ""})  # planned for the CPU: keep it there
+        models[name] = dataclasses.replace(plan, pinned=spec.pinned)
+    groups = {name: frozenset(g.models) for name, g in fleet.groups.items()}
+    capacity = CapacityPlan({d.id: d for d in devices}, budgets, models, groups)
+    problems = capacity.problems()
+    if problems:
+        raise ConfigError("\n".join(f"{source}: {p}" for p in problems))
+    return capacity
+
+
+def _place_llama_cpp(
+    name: str, spec: LlamaCppModel, path: Path, cache_dir: Path, gpus: list[Device], budgets: dict[str, int]
+) -> ModelPlan:
+    """The GPU with the most room that holds the whole model, else the CPU."""
+    for gpu in sorted(gpus, key=lambda d: budgets[d.id], reverse=True):
+        estimate = estimate_llama_cpp(spec, path, cache_dir, gpus=1)
+        # The runner sees only this GPU (as its device 0): rename gpu0 to the real index.
+        renamed = MemoryEstimate({gpu.id if d == "gpu0" else d: c for d, c in estimate.devices.items()})
+        if renamed.devices.get(gpu.id, Components()).total <= budgets[gpu.id]:
+            index = gpu.id.removeprefix("gpu")
+            return ModelPlan(name, "estimated", renamed, env={"CUDA_VISIBLE_DEVICES": index})
+    return ModelPlan(name, "estimated", estimate_llama_cpp(spec, path, cache_dir, gpus=0))
+
+
+def _components(c: Components) -> str:
+    parts = [("weights", c.weights), ("KV cache", c.kv_cache), ("compute", c.compute), ("overhead", c.overhead)]
+    return ", ".join(f"{label} {format_size(size)}" for label, size in parts if size)

@@ -1,0 +1,94 @@
+"""The scheduler's record of one model: its runner, plan, queue and history."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+
+from ..config import LlamaCppModel
+from ..planner import ModelPlan
+from ..runners import Runner, State
+
+
+class Ticket:
+    """One request waiting for its turn on a model."""
+
+    __slots__ = ("entry", "future", "since")
+
+    def __init__(self, entry: "Entry", future: asyncio.Future[None]):
+        self.entry = entry
+        self.future = future
+        self.since = time.monotonic()
+
+
+class Entry:
+    def __init__(self, runner: Runner, plan: ModelPlan):
+        self.runner = runner
+        self.plan = plan
+        spec = runner.spec
+        # Requests forwarded at once: the runner's slots unless max_concurrency says otherwise.
+        self.limit: int | None = spec.max_concurrency or (spec.parallel if isinstance(spec, LlamaCppModel) else None)
+        self.queue: deque[Ticket] = deque()
+        self.load_waiters: list[asyncio.Future[None]] = []  # admin loads: want the model ready, hold no slot
+        self.load_task: asyncio.Task[None] | None = None
+        self.loaded_at = 0.0
+        self.load_seconds: float | None = None  # how long the last load took
+        self.retry_at = 0.0  # a pinned model that failed to load is retried after this
+        self.failures = 0
+        self.measured: int | None = None  # resident bytes, sampled
+        self.last_reason: str | None = None  # why it last loaded or unloaded
+        self.made_room: list[str] = []  # models evicted for this one's pending load
+        self.loads = 0
+        self.evictions = 0
+
+    @property
+    def name(self) -> str:
+        return self.runner.name
+
+    @property
+    def resident(self) -> bool:
+        """Holds memory, is about to (a load was decided) or still does (stopping)."""
+        return self.runner.state is not State.STOPPED or self.load_task is not None
+
+    def has_room(self) -> bool:
+        return self.limit is None or self.runner.inflight < self.limit
+
+    def wants_load(self, now: float) -> bool:
+        if self.runner.state is not State.STOPPED or self.load_task is not None:
+            return False
+        return bool(self.queue or self.load_waiters) or (self.runner.pinned and now >= self.retry_at)
+
+    def waited(self, now: float) -> float:
+        """Seconds the oldest request has waited; a pinned model or an admin load counts as waiting forever."""
+        if self.runner.pinned or self.load_waiters:
+            return float("inf")
+        return now - self.queue[0].since if self.queue else 0.0
+
+    def retry_after(self) -> int:
+        """Seconds a client turned away should wait: about one load, or one second when ready."""
+        if self.runner.state is State.READY:
+            return 1
+        return max(1, round(self.load_seconds or 5))
+
+    def describe(self) -> dict[str, object]:
+        runner = self.runner
+        info = runner.describe()
+        ttl_left = None
+        if runner.state is State.READY and runner.pid and not runner.pinned and runner.ttl > 0:
+            idle = 0.0 if runner.inflight or self.queue else time.monotonic() - runner.last_used
+            ttl_left = round(max(0.0, runner.ttl - idle), 1)
+        info.update(
+            queue=len(self.queue),
+            limit=self.limit,
+            device=self.plan.device,
+            memory_estimated=self.plan.total or None,
+            memory_basis=self.plan.basis,
+            memory_measured=self.measured if runner.state is not State.STOPPED else None,
+            ttl_remaining=ttl_left,
+            last_swap_reason=self.last_reason,
+            loads=self.loads,
+            evictions=self.evictions,
+            load_seconds=round(self.load_seconds, 2) if self.load_seconds is not None else None,
+        )
+        return info

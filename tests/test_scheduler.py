@@ -1,0 +1,122 @@
+"""Admission, eviction and queueing through a real gateway, with fake runners whose memory is configured.
+
+Each fake model is `tests/fake_openai.py` run as a command runner declaring `memory: 400MiB`
+against a 1000 MiB budget, so any two fit and three do not.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import uuid
+
+import httpx
+
+from helpers import TESTS, pid_alive, processes_with, wait_until
+
+CHAT = {"messages": [{"role": "user", "content": "hi"}]}
+
+
+def _fleet(*models: str, budget: str = "1000MiB", max_wait: float = 0.5, min_residency: float = 0,
+           queue_depth: int = 64, extra: str = "") -> str:
+    lines = [
+        f"memory: {{headroom: 1.0, cpu_budget: {budget}}}",
+        f"scheduling: {{max_wait: {max_wait}, min_residency: {min_residency}, queue_depth: {queue_depth}}}",
+        "models:",
+    ]
+    for spec in models:
+        name, _, options = spec.partition(" ")
+        command = [sys.executable, str(TESTS / "fake_openai.py"), "--port", "{port}", "--tag", name]
+        lines.append(f"  {name}: {{runner: command, command: {command}, memory: 400MiB, ttl: 0{options}}}")
+    return "\n".join(lines) + "\n" + extra
+
+
+def _chat(gw, model: str, **extra) -> httpx.Response:
+    return httpx.post(gw.url + "/v1/chat/completions", json={"model": model, **CHAT, **extra}, timeout=60)
+
+
+def test_least_recently_used_idle_model_makes_room(gateway_factory):
+    gw = gateway_factory(_fleet("a", "b", "c"))
+    assert _chat(gw, "a").status_code == 200
+    assert _chat(gw, "b").status_code == 200
+    assert _chat(gw, "a").status_code == 200  # b is now the least recently used
+    assert _chat(gw, "c").status_code == 200
+    running = gw.running(all=True)
+    assert running["b"]["state"] == "stopped"
+    assert running["b"]["last_swap_reason"] == "evicted for c"
+    assert running["c"]["last_swap_reason"] == "loaded for a request; evicted b"
+    assert running["a"]["state"] == running["c"]["state"] == "ready"
+    assert running["c"]["memory_estimated"] == 400 * 2**20
+    assert running["c"]["memory_measured"] is None or running["c"]["memory_measured"] > 0
+
+
+def test_pinned_and_busy_models_are_never_evicted(gateway_factory):
+    gw = gateway_factory(_fleet("a , pinned: true", "b", "c"))
+    wait_until(lambda: gw.running().get("a", {}).get("state") == "ready", message="pinned a")
+    pinned_pid = gw.running()["a"]["pid"]
+    slow = {}
+    thread = threading.Thread(target=lambda: slow.update(r=_chat(gw, "b", fake_sleep=2)))
+    thread.start()
+    wait_until(lambda: gw.running().get("b", {}).get("inflight") == 1, message="b busy")
+    started = time.monotonic()
+    assert _chat(gw, "c").status_code == 200  # waits for b to finish, then b makes room
+    thread.join()
+    assert slow["r"].status_code == 200
+    assert time.monotonic() - started > 0.5
+    running = gw.running(all=True)
+    assert running["a"]["pid"] == pinned_pid and running["a"]["state"] == "ready"
+    assert running["b"]["last_swap_reason"] == "evicted for c"
+    assert gw.cli("unload", "a", check=False).returncode == 1
+
+
+def test_exclusive_group_keeps_members_apart(gateway_factory):
+    gw = gateway_factory(_fleet("a", "b", extra="groups:\n  one-at-a-time: {models: [a, b]}\n"))
+    assert _chat(gw, "a").status_code == 200
+    assert _chat(gw, "b").status_code == 200
+    running = gw.running(all=True)
+    assert running["a"]["state"] == "stopped" and running["b"]["state"] == "ready"
+    plan = httpx.get(gw.url + "/admin/plan").json()
+    assert plan["groups"] == {"one-at-a-time": ["a", "b"]}
+    assert plan["resident_sets"] == [["a"], ["b"]]
+
+
+def test_full_queue_answers_429_with_retry_after(gateway_factory):
+    gw = gateway_factory(_fleet("a , max_concurrency: 1", queue_depth=1))
+    assert _chat(gw, "a").status_code == 200
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(_chat(gw, "a", fake_sleep=1.5))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: gw.running()["a"]["queue"] == 1, message="one request queued")
+    full = _chat(gw, "a")
+    for t in threads:
+        t.join()
+    assert full.status_code == 429
+    assert int(full.headers["retry-after"]) >= 1
+    assert full.json()["error"]["code"] == "queue_full"
+    assert sorted(r.status_code for r in results) == [200, 200]
+
+
+def test_load_is_cancelled_when_every_waiter_leaves(gateway_factory):
+    tag = f"slow-{uuid.uuid4().hex[:8]}"
+    fleet = _fleet("a , startup_timeout: 60").replace("'--tag', 'a'", f"'--tag', '{tag}', '--startup-delay', '30'")
+    gw = gateway_factory(fleet)
+    try:
+        httpx.post(gw.url + "/v1/chat/completions", json={"model": "a", **CHAT}, timeout=1.0)
+    except httpx.TimeoutException:
+        pass
+    wait_until(lambda: gw.running(all=True)["a"]["state"] == "stopped", timeout=10, message="load cancelled")
+    assert gw.running(all=True)["a"]["last_swap_reason"] == "load cancelled"
+    wait_until(lambda: not processes_with(tag), timeout=10, message="no runner left")
+    entry = gw.request_log()[-1]
+    assert entry["status"] == 499 and entry["outcome"] == "client_closed"
+
+
+def test_runner_memory_is_measured(gateway_factory):
+    gw = gateway_factory(_fleet("a"))
+    assert _chat(gw, "a").status_code == 200
+    info = wait_until(lambda: gw.running()["a"]["memory_measured"] and gw.running()["a"], timeout=10,
+                      message="a memory sample")
+    assert 5 * 2**20 < info["memory_measured"] < 400 * 2**20  # a small Python process
+    assert pid_alive(info["pid"])
