@@ -42,12 +42,14 @@ def test_every_cli_command_in_the_readme_exists():
             assert flag in result.stdout, f"{line}: {flag} is not an option of homestack {sub}"
 
 
-def test_fleet_file_example_validates(tmp_path):
-    (example,) = _blocks("yaml")
-    path = tmp_path / "fleet.yaml"
-    path.write_text(example)
-    result = subprocess.run([sys.executable, "-m", "homestack", "check", str(path)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+def test_fleet_file_examples_validate(tmp_path):
+    examples = _blocks("yaml")
+    assert len(examples) == 2
+    for example in examples:
+        path = tmp_path / "fleet.yaml"
+        path.write_text(example)
+        result = subprocess.run([sys.executable, "-m", "homestack", "check", str(path)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
 
 
 def test_curl_examples_work(default_gateway):
@@ -67,7 +69,7 @@ def test_python_example_works(default_gateway):
     exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
 
 
-@pytest.mark.parametrize("route", ["/v1/models", "/health", "/admin/running"])
+@pytest.mark.parametrize("route", ["/v1/models", "/health", "/admin/running", "/admin/plan"])
 def test_documented_get_routes_answer(default_gateway, route):
     assert f"`GET {route}`" in README
     assert httpx.get(default_gateway.url + route).status_code == 200

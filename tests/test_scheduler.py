@@ -120,3 +120,10 @@ def test_runner_memory_is_measured(gateway_factory):
                       message="a memory sample")
     assert 5 * 2**20 < info["memory_measured"] < 400 * 2**20  # a small Python process
     assert pid_alive(info["pid"])
+    plan = wait_until(lambda: (p := httpx.get(gw.url + "/admin/plan").json())["devices"][0]["held_measured"] and p,
+                      timeout=10, message="plan with measured memory")
+    cpu = plan["devices"][0]
+    assert cpu["budget"] == 1000 * 2**20
+    assert cpu["held_estimated"] == 400 * 2**20
+    assert 0 < cpu["held_measured"] < cpu["held_estimated"]
+    assert cpu["free"] > 0

@@ -27,7 +27,7 @@ async def handle(gw: "Gateway", scope: Scope, path: str, method: str, send: Send
         await send_response(send, 200, body, headers=headers)
     elif parts[2:] == ["plan"]:
         _expect(method, "GET", path)
-        await send_response(send, 200, orjson.dumps(gw.scheduler.capacity.to_dict()), headers=headers)
+        await send_response(send, 200, orjson.dumps(gw.scheduler.plan_report()), headers=headers)
     elif len(parts) == 5 and parts[2] == "models" and parts[4] in ("load", "unload"):
         _expect(method, "POST", path)
         action = gw.scheduler.load if parts[4] == "load" else gw.scheduler.unload

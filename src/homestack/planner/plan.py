@@ -92,9 +92,17 @@ class CapacityPlan:
                         f"{format_size(self.budgets.get(device, 0))}; lower ctx_size or parallel, use a "
                         "smaller quantisation, or raise memory.cpu_budget / memory.headroom"
                     )
+        if found:
+            return found
         pinned = [p.name for p in self.models.values() if p.pinned]
-        if not found and len(pinned) > 1 and not self.fits(pinned):
-            found.append(f"models: the pinned models {', '.join(pinned)} do not fit in memory together")
+        if len(pinned) > 1 and not self.fits(pinned):
+            return [f"models: the pinned models {', '.join(pinned)} do not fit in memory together"]
+        for plan in self.models.values():
+            if pinned and not plan.pinned and plan.need and not self.fits([*pinned, plan.name]):
+                found.append(
+                    f"models.{plan.name}: could never load, the pinned models {', '.join(pinned)} leave no room "
+                    "for it (memory or a group); unpin one or raise the budget"
+                )
         return found
 
     def to_dict(self) -> dict[str, object]:

@@ -26,7 +26,7 @@ from collections import Counter
 
 from ..config import FleetConfig
 from ..errors import ClientClosed, Conflict, HomestackError, ModelNotFound, TooManyRequests
-from ..planner import CapacityPlan, Device, build_plan, probe_devices
+from ..planner import CapacityPlan, GpuProvider, build_plan, probe_devices
 from ..planner.devices import process_memory
 from ..runners import HealthProbe, Runner, State
 from ..runners.launch import plan_fleet
@@ -40,7 +40,8 @@ _RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)  # a pinned model that fails to load
 
 
 class Scheduler:
-    def __init__(self, runners: dict[str, Runner], capacity: CapacityPlan, fleet: FleetConfig):
+    def __init__(self, runners: dict[str, Runner], capacity: CapacityPlan, fleet: FleetConfig,
+                 gpus: GpuProvider | None = None):
         self.runners = runners
         self.capacity = capacity
         self.counters: Counter[str] = Counter()  # loads and unloads by reason
@@ -55,19 +56,20 @@ class Scheduler:
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[object]] = set()
         self._sampled_at = 0.0
+        self._gpus = gpus
 
     @classmethod
-    def build(cls, fleet: FleetConfig, source: str, devices: list[Device] | None = None) -> "Scheduler":
+    def build(cls, fleet: FleetConfig, source: str, gpus: GpuProvider | None = None) -> "Scheduler":
         """Plan every runner and its memory now, so problems surface at start-up, all at once."""
         launch = plan_fleet(fleet, source)
-        capacity = build_plan(fleet, launch, devices if devices is not None else probe_devices(), source)
+        capacity = build_plan(fleet, launch, probe_devices(gpus), source)
         runners = {}
         for name, spec in fleet.models.items():
             plan, env = launch[name], capacity.models[name].env
             if env:  # the device the plan chose; the model's own env: wins
                 plan = dataclasses.replace(plan, env={**env, **plan.env})
             runners[name] = Runner(name, spec, fleet, plan)
-        return cls(runners, capacity, fleet)
+        return cls(runners, capacity, fleet, gpus)
 
     def resolve(self, name: str) -> Runner:
         runner = self._by_name.get(name)
@@ -147,6 +149,18 @@ class Scheduler:
 
     def describe(self, runner: Runner) -> dict[str, object]:
         return self._entries[runner.name].describe()
+
+    def plan_report(self) -> dict[str, object]:
+        """The capacity plan, with each device's free memory now and what the runners hold on it."""
+        report = self.capacity.to_dict()
+        free = {d.id: d.free for d in probe_devices(self._gpus)}
+        resident = [e for e in self._entries.values() if e.resident]
+        for device in report["devices"]:
+            device["free"] = free.get(device["id"], device["free"])
+            device["held_estimated"] = sum(e.plan.need.get(device["id"], 0) for e in resident)
+            if device["id"] == "cpu":  # resident set size is RAM; GPU memory is not sampled per process
+                device["held_measured"] = sum(e.measured or 0 for e in resident)
+        return report
 
     def running(self, everything: bool = False) -> list[dict[str, object]]:
         """Models that hold memory or have requests waiting (every model with ``everything``)."""
