@@ -123,7 +123,7 @@ def _run_policy(workdir: Path, budget: int, policy: dict[str, float], requests: 
         proc.terminate()
         proc.wait(30)
     return {
-        "ok": result.statuses.count(200), "requests": len(result.statuses), "swaps": counters.get("evict_for_room", 0),
+        "ok": result.statuses.count(200), "requests": len(result.statuses), "swaps": sum(c["count"] for c in counters if c["event"] == "swap"),
         "p50": result.percentile(50), "p99": result.percentile(99), "throughput": len(result.statuses) / result.seconds,
     }
 

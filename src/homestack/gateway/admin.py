@@ -23,7 +23,16 @@ async def handle(gw: "Gateway", scope: Scope, path: str, method: str, send: Send
     if parts[2:] == ["running"]:
         _expect(method, "GET", path)
         everything = _flag(parse_qs(scope.get("query_string", b"").decode()), "all")
-        body = orjson.dumps({"running": gw.scheduler.running(everything), "counters": gw.scheduler.counters})
+        counters = [
+            {"event": event, "model": model, "reason": reason, "count": count}
+            for (event, model, reason), count in gw.scheduler.counters.items()
+        ]
+        body = orjson.dumps({"running": gw.scheduler.running(everything), "counters": counters})
+        await send_response(send, 200, body, headers=headers)
+    elif parts[2:] == ["requests"]:
+        _expect(method, "GET", path)
+        limit = _number(parse_qs(scope.get("query_string", b"").decode()), "limit", 50)
+        body = orjson.dumps({"requests": gw.request_log.latest(limit)})
         await send_response(send, 200, body, headers=headers)
     elif parts[2:] == ["plan"]:
         _expect(method, "GET", path)
@@ -37,7 +46,7 @@ async def handle(gw: "Gateway", scope: Scope, path: str, method: str, send: Send
         _expect(method, "GET", path)
         runner = gw.scheduler.resolve(parts[3])
         query = parse_qs(scope.get("query_string", b"").decode())
-        lines = _lines(query)
+        lines = _number(query, "lines", 100)
         if _flag(query, "follow"):
             await _follow(runner.log, lines, send, receive, headers)
         else:
@@ -56,12 +65,12 @@ def _flag(query: dict[str, list[str]], name: str) -> bool:
     return query.get(name, ["0"])[0] in ("1", "true", "yes")
 
 
-def _lines(query: dict[str, list[str]]) -> int:
-    raw = query.get("lines", ["100"])[0]
+def _number(query: dict[str, list[str]], name: str, default: int) -> int:
+    raw = query.get(name, [str(default)])[0]
     try:
         return max(0, int(raw))
     except ValueError:
-        raise BadRequest(f"lines must be a whole number, got {raw!r}", param="lines") from None
+        raise BadRequest(f"{name} must be a whole number, got {raw!r}", param=name) from None
 
 
 async def _follow(log, lines: int, send: Send, receive: Receive, headers: Headers) -> None:

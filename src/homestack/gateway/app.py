@@ -18,13 +18,17 @@ import orjson
 from ..config import FleetConfig
 from ..errors import BadRequest, ClientClosed, HomestackError, MethodNotAllowed, NotFound
 from ..observe import RequestLog, RequestRecord
-from ..runners import Runner
+from ..observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ..observe.metrics import Metrics
+from ..runners import Runner, State
 from ..scheduler import Scheduler, Ticket
 from . import admin
 from .asgi import Receive, Scope, Send, read_body, send_error, send_response, wait_disconnect
 from .auth import Auth
 from .proxy import forward
 from .upstream import UpstreamPool
+
+_RUNNER_SCRAPE = 2.0  # seconds a runner's /metrics may take before the scrape goes on without it
 
 # Route -> the field a request must carry besides "model".
 _OPENAI_ROUTES = {
@@ -41,6 +45,9 @@ class Gateway:
         self.auth = Auth(fleet.api_keys, fleet.admin_keys)
         self.request_log = request_log or RequestLog()
         self.upstream = UpstreamPool(fleet.timeouts.connect, fleet.timeouts.read)
+        self.metrics = Metrics(scheduler)
+        self.request_log.metrics = self.metrics
+        scheduler.on_loaded = lambda model, seconds: self.metrics.load_duration.labels(model).observe(seconds)
         self.on_started: Callable[[], None] | None = None  # e.g. print the banner
         self._created = int(time.time())
 
@@ -87,6 +94,11 @@ class Gateway:
             if path == "/health":
                 await send_response(send, 200, b'{"status":"ok"}', headers=rid_header)
                 return
+            if path == "/metrics" and method == "GET":
+                self.auth.check(authorization, admin=False)
+                body = self.metrics.render(await self._runner_metrics())
+                await send_response(send, 200, body, METRICS_CONTENT_TYPE.encode(), rid_header)
+                return
             if path == "/v1/models" and method == "GET":
                 self.auth.check(authorization, admin=False)
                 body = orjson.dumps({"object": "list", "data": [self._model(r) for r in self.scheduler.runners.values()]})
@@ -115,7 +127,7 @@ class Gateway:
     ) -> None:
         rec = RequestRecord(rid, "POST", path)
         try:
-            self.auth.check(authorization, admin=False)
+            rec.key = self.auth.check(authorization, admin=False)
             body = await read_body(receive, self.fleet.max_body_bytes, _int(content_length))
             payload = _parse(body, required)
             rec.model = payload["model"]
@@ -152,6 +164,20 @@ class Gateway:
             self.scheduler.cancel(ticket)
             raise ClientClosed("the client went away while its request waited in the queue")
         ticket.future.result()  # the load's error, if it failed
+
+    async def _runner_metrics(self) -> dict[str, str]:
+        """Each ready llama.cpp runner's own /metrics text, fetched concurrently; a runner that fails is left out."""
+        runners = [r for r in self.scheduler.runners.values() if r.kind == "llama.cpp" and r.state is State.READY]
+
+        async def fetch(runner: Runner) -> str | None:
+            try:
+                status, body = await asyncio.wait_for(self.upstream.get(runner.origin, "/metrics"), _RUNNER_SCRAPE)
+            except (OSError, TimeoutError):
+                return None
+            return body.decode("utf-8", "replace") if status == 200 else None
+
+        texts = await asyncio.gather(*(fetch(r) for r in runners))
+        return {r.name: t for r, t in zip(runners, texts) if t is not None}
 
     def _model(self, runner: Runner) -> dict[str, Any]:
         return {

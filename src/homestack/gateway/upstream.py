@@ -224,14 +224,17 @@ class UpstreamPool:
         conn, _ = await self._connection(origin, fresh=True)
         return await self._exchange(conn, head, body)
 
-    async def status(self, base_url: str, path: str) -> int:
-        """GET ``base_url + path`` for its status alone, as a health check does."""
+    async def get(self, base_url: str, path: str) -> tuple[int, bytes]:
+        """GET ``base_url + path``: status and whole body."""
         resp = await self.request(b"GET", base_url, path)
         try:
-            await resp.read()
+            return resp.status, await resp.read()
         finally:
             resp.close()
-        return resp.status
+
+    async def status(self, base_url: str, path: str) -> int:
+        """The status alone, as a health check wants it."""
+        return (await self.get(base_url, path))[0]
 
     async def _exchange(self, conn: _Connection, head: bytes, body: bytes) -> Response:
         conn.send(head, body)

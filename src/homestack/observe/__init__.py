@@ -1,4 +1,4 @@
-"""Observability: structured request logs."""
+"""Observability: structured request logs and Prometheus metrics."""
 
 from .requestlog import RequestLog, RequestRecord
 

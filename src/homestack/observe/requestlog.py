@@ -11,9 +11,12 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 
 class RequestRecord:
@@ -21,7 +24,7 @@ class RequestRecord:
 
     __slots__ = (
         "request_id", "method", "path", "model", "runner", "runner_kind", "runner_version",
-        "stream", "status", "outcome", "started", "first_byte", "tokens_in", "tokens_out",
+        "stream", "status", "outcome", "started", "first_byte", "tokens_in", "tokens_out", "key",
     )
 
     def __init__(self, request_id: str, method: str, path: str):
@@ -39,6 +42,7 @@ class RequestRecord:
         self.first_byte: float | None = None
         self.tokens_in: int | None = None
         self.tokens_out: int | None = None
+        self.key: str | None = None  # the API key's label (a hash), when keys are configured
 
 
 class RequestLog:
@@ -46,17 +50,21 @@ class RequestLog:
 
     The event loop never blocks on the log (a stdout pipe nobody reads would
     otherwise stall every request) and never hands the GIL over per line: it
-    appends to a deque that the writer drains every few milliseconds. Past
-    ``max_pending`` unwritten lines, lines are dropped and the count is logged.
+    appends the finished record to a deque that the writer drains every few
+    milliseconds, and the writer formats the line, records the metrics and
+    keeps the most recent entries. Past ``max_pending`` unwritten records,
+    records are dropped and the count is logged.
     """
 
     _INTERVAL = 0.02  # seconds between batches
 
-    def __init__(self, out: BinaryIO | None = None, max_pending: int = 100_000):
+    def __init__(self, out: BinaryIO | None = None, max_pending: int = 100_000, recent: int = 200):
         self._out = out or sys.stdout.buffer
         self._host = socket.gethostname()
-        self._pending: deque[bytes] = deque()
+        self._pending: deque[tuple[RequestRecord, float, float]] = deque()
         self._max_pending = max_pending
+        self.recent: deque[dict[str, Any]] = deque(maxlen=recent)  # the latest entries, for /admin/requests
+        self.metrics: Metrics | None = None  # fed from the writer thread
         self.dropped = 0
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._drain, name="homestack-request-log", daemon=True)
@@ -66,9 +74,15 @@ class RequestLog:
         if len(self._pending) >= self._max_pending:
             self.dropped += 1
             return
-        now = time.perf_counter()
-        self._pending.append(orjson.dumps({
-            "ts": round(time.time(), 3),
+        self._pending.append((rec, time.perf_counter(), time.time()))
+
+    def latest(self, limit: int) -> list[dict[str, Any]]:
+        entries = self.recent.copy()  # one C call: safe against the writer thread appending
+        return list(entries)[-limit:] if limit else []
+
+    def _entry(self, rec: RequestRecord, now: float, wall: float) -> dict[str, Any]:
+        return {
+            "ts": round(wall, 3),
             "event": "request",
             "host": self._host,
             "request_id": rec.request_id,
@@ -85,7 +99,7 @@ class RequestLog:
             "ttft_ms": round((rec.first_byte - rec.started) * 1000, 3) if rec.first_byte else None,
             "tokens_in": rec.tokens_in,
             "tokens_out": rec.tokens_out,
-        }))
+        }
 
     def close(self) -> None:
         """Write what is pending, then stop the writer thread."""
@@ -98,7 +112,12 @@ class RequestLog:
             closing = self._closing.wait(self._INTERVAL)
             lines = []
             while self._pending:  # deque.popleft is atomic: no lock with the event loop
-                lines.append(self._pending.popleft())
+                rec, done, wall = self._pending.popleft()
+                entry = self._entry(rec, done, wall)
+                lines.append(orjson.dumps(entry))
+                self.recent.append(entry)
+                if self.metrics is not None:
+                    self.metrics.observe(rec, done - rec.started)
             if self.dropped != reported:
                 lines.append(orjson.dumps({"event": "request_log_dropped", "lines": self.dropped - reported}))
                 reported = self.dropped

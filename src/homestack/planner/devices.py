@@ -35,29 +35,55 @@ class GpuProvider(Protocol):
     def gpus(self) -> list[tuple[str, int, int]]:
         """(name, total bytes, free bytes) per GPU, in NVML index order; [] when there are none."""
 
+    def stats(self) -> list[dict[str, object]]:
+        """Per GPU: id, name, memory_used_bytes, memory_total_bytes, utilization_ratio,
+        temperature_celsius, power_watts (None where the driver does not say)."""
+
 
 class Nvml:
     """The real provider: nvidia-ml-py, if installed and a driver is present."""
 
+    _absent = False  # NVML was not found once: do not look again on every scrape
+
     def gpus(self) -> list[tuple[str, int, int]]:
+        return [(g["name"], g["memory_total_bytes"], g["memory_total_bytes"] - g["memory_used_bytes"])
+                for g in self.stats()]
+
+    def stats(self) -> list[dict[str, object]]:
+        if Nvml._absent:
+            return []
         try:
             import pynvml
-        except ImportError:
-            return []
-        try:
+
             pynvml.nvmlInit()
-        except pynvml.NVMLError:  # no driver or no GPU: a CPU-only machine
+        except Exception:  # not installed, or no driver or GPU: a CPU-only machine
+            Nvml._absent = True
             return []
         try:
-            found = []
-            for index in range(pynvml.nvmlDeviceGetCount()):
-                handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-                info = pynvml.nvmlDeviceGetMemoryInfo(handle)
-                name = pynvml.nvmlDeviceGetName(handle)
-                found.append((name.decode() if isinstance(name, bytes) else name, int(info.total), int(info.free)))
-            return found
+            return [_gpu_stats(pynvml, index) for index in range(pynvml.nvmlDeviceGetCount())]
         finally:
             pynvml.nvmlShutdown()
+
+
+def _gpu_stats(pynvml, index: int) -> dict[str, object]:
+    handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+    memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+    name = pynvml.nvmlDeviceGetName(handle)
+
+    def optional(read):
+        try:
+            return read()
+        except pynvml.NVMLError:  # e.g. power on boards without a sensor
+            return None
+
+    utilization = optional(lambda: pynvml.nvmlDeviceGetUtilizationRates(handle).gpu / 100)
+    power = optional(lambda: pynvml.nvmlDeviceGetPowerUsage(handle) / 1000)
+    return {
+        "id": f"gpu{index}", "name": name.decode() if isinstance(name, bytes) else name,
+        "memory_used_bytes": int(memory.used), "memory_total_bytes": int(memory.total),
+        "utilization_ratio": utilization, "power_watts": power,
+        "temperature_celsius": optional(lambda: pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU)),
+    }
 
 
 def cpu_device(meminfo: Path = Path("/proc/meminfo")) -> Device:

@@ -49,6 +49,7 @@ def _llama_cpp_argv(binary, name: str, spec: LlamaCppModel, port: int, model_pat
     argv = [
         str(binary), "--model", str(model_path), "--alias", name,
         "--host", "127.0.0.1", "--port", str(port), "--parallel", str(spec.parallel),
+        "--metrics",  # the gateway re-exports them on its own /metrics
     ]
     if spec.ctx_size is not None:
         argv += ["--ctx-size", str(spec.ctx_size)]

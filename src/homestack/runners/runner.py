@@ -65,6 +65,11 @@ class Runner:
         self._probe = probe
 
     @property
+    def origin(self) -> str:
+        """scheme://host:port of the runner, without the /v1 API prefix."""
+        return self.base_url.rsplit("/v1", 1)[0]
+
+    @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc and self._proc.returncode is None else None
 
@@ -130,7 +135,7 @@ class Runner:
 
     async def _start_remote(self) -> None:
         if self.spec.health_path:
-            await self._wait_healthy(self.base_url.rsplit("/v1", 1)[0], None)
+            await self._wait_healthy(self.origin, None)
         self._became_ready()
 
     def _became_ready(self) -> None:

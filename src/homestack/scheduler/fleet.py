@@ -23,9 +23,10 @@ import sys
 import time
 import traceback
 from collections import Counter
+from typing import Callable
 
 from ..config import FleetConfig
-from ..errors import ClientClosed, Conflict, HomestackError, ModelNotFound, TooManyRequests
+from ..errors import ClientClosed, Conflict, HomestackError, ModelNotFound, RunnerTimeout, TooManyRequests
 from ..planner import CapacityPlan, GpuProvider, build_plan, probe_devices
 from ..planner.devices import process_memory
 from ..runners import HealthProbe, Runner, State
@@ -44,10 +45,12 @@ class Scheduler:
                  gpus: GpuProvider | None = None):
         self.runners = runners
         self.capacity = capacity
-        self.counters: Counter[str] = Counter()  # loads and unloads by reason
+        # (event, model, reason) -> count; events: loaded, swap, evicted, load_failed, restart
+        self.counters: Counter[tuple[str, str, str]] = Counter()
+        self.on_loaded: Callable[[str, float], None] | None = None  # (model, seconds), e.g. a histogram
         self._entries = {name: Entry(r, capacity.models[name]) for name, r in runners.items()}
         self._by_name = {alias: r for r in runners.values() for alias in (r.name, *r.spec.aliases)}
-        self._queue_depth = fleet.scheduling.queue_depth
+        self.queue_depth = fleet.scheduling.queue_depth
         self._max_wait = fleet.scheduling.max_wait
         self._min_residency = fleet.scheduling.min_residency
         self._queued = 0  # tickets in all queues: release() only wakes the task when someone waits
@@ -92,7 +95,7 @@ class Scheduler:
         ):
             runner.inflight += 1
             return None
-        if len(entry.queue) >= self._queue_depth:
+        if len(entry.queue) >= self.queue_depth:
             raise TooManyRequests(
                 f"model {runner.name!r} has {len(entry.queue)} requests waiting, the limit "
                 "(scheduling.queue_depth); retry later",
@@ -143,7 +146,7 @@ class Scheduler:
             raise Conflict(f"model {runner.name!r} is pinned (always on); remove 'pinned: true' to unload it")
         if runner.state is not State.STOPPED:
             self._entries[runner.name].last_reason = "unloaded by admin"
-            self.counters["unload_admin"] += 1
+            self.counters["evicted", runner.name, "admin"] += 1
         await runner.stop(drain=_UNLOAD_DRAIN)
         return runner
 
@@ -255,16 +258,16 @@ class Scheduler:
 
     async def _load(self, entry: Entry) -> None:
         started = time.monotonic()
-        why = "pinned" if entry.runner.pinned else "for a request" if entry.queue else "by admin"
-        if entry.made_room:
-            why += "; evicted " + ", ".join(entry.made_room)
-        entry.made_room = []
+        cause = "pinned" if entry.runner.pinned else "request" if entry.queue else "admin"
+        evicted, entry.made_room = entry.made_room, []
         try:
             await entry.runner.ensure_ready()
         except HomestackError as exc:
-            reason = "load cancelled" if isinstance(exc, ClientClosed) else f"load failed: {exc.message}"
-            entry.last_reason = reason
-            self.counters["load_cancelled" if isinstance(exc, ClientClosed) else "load_failed"] += 1
+            if isinstance(exc, ClientClosed):
+                kind, entry.last_reason = "cancelled", "load cancelled"
+            else:
+                kind, entry.last_reason = "timeout" if isinstance(exc, RunnerTimeout) else "error", f"load failed: {exc.message}"
+            self.counters["load_failed", entry.name, kind] += 1
             self._fail_waiters(entry, exc)
             if entry.runner.pinned:
                 entry.retry_at = time.monotonic() + _RETRY_DELAYS[min(entry.failures, len(_RETRY_DELAYS) - 1)]
@@ -274,8 +277,13 @@ class Scheduler:
             entry.load_seconds = entry.loaded_at - started
             entry.failures = 0
             entry.loads += 1
-            self.counters["load"] += 1
-            entry.last_reason = f"loaded {why}"
+            self.counters["loaded", entry.name, cause] += 1
+            entry.last_reason = {"pinned": "loaded (pinned)", "request": "loaded for a request", "admin": "loaded by admin"}[cause]
+            if evicted:
+                self.counters["swap", entry.name, ""] += 1
+                entry.last_reason += "; evicted " + ", ".join(evicted)
+            if self.on_loaded is not None:
+                self.on_loaded(entry.name, entry.load_seconds)
         finally:
             entry.load_task = None
             self._wakeup.set()
@@ -293,7 +301,7 @@ class Scheduler:
     def _evict(self, entry: Entry, reason: str) -> None:
         entry.last_reason = reason
         entry.evictions += 1
-        self.counters["evict_for_room" if reason.startswith("evicted") else "unload_idle"] += 1
+        self.counters["evicted", entry.name, "room" if reason.startswith("evicted") else "ttl"] += 1
         entry.runner.log.write(f"[homestack] {entry.name}: {reason}")
         entry.runner.begin_stop()
 
@@ -323,7 +331,7 @@ class Scheduler:
         if reason and reason.startswith("exited"):
             entry.last_reason = reason
             entry.retry_at = time.monotonic() + _RETRY_DELAYS[0]  # a pinned model restarts after a breath
-            self.counters["exited"] += 1
+            self.counters["restart", runner.name, ""] += 1
         self._wakeup.set()
 
     def _spawn(self, coro) -> asyncio.Task[None]:

@@ -1,0 +1,198 @@
+"""Prometheus metrics for the whole fleet from one scrape target.
+
+* Per request, the OpenTelemetry GenAI metrics as exported to Prometheus, and
+  request counts. They are recorded by the request log's writer thread from the
+  records it already gets, so the request path does no extra work.
+* Fleet state (queues, model states, memory, swaps) is read from the scheduler
+  at scrape time: the scheduler owns it, the metrics only look.
+* GPUs through NVML, and each llama.cpp runner's own ``/metrics`` (``llamacpp:*``),
+  re-exported with a ``model`` label.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+if TYPE_CHECKING:
+    from ..planner.devices import GpuProvider
+    from ..scheduler import Scheduler
+    from .requestlog import RequestRecord
+
+disable_created_metrics()  # *_created series double the output and no dashboard reads them
+
+# Bucket boundaries from the OpenTelemetry GenAI semantic conventions.
+_TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+_TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+_DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+_TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+_LOAD_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
+
+OPERATIONS = {"/v1/chat/completions": "chat", "/v1/completions": "text_completion", "/v1/embeddings": "embeddings"}
+_GENAI = ("gen_ai_request_model", "gen_ai_operation_name")
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def key_label(key: str) -> str:
+    """A stable name for an API key that does not reveal it."""
+    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+class Metrics:
+    def __init__(self, scheduler: "Scheduler", gpus: "GpuProvider | None" = None):
+        self.registry = CollectorRegistry(auto_describe=False)
+        r = self.registry
+        self.ttft = Histogram("gen_ai_server_time_to_first_token", "Time to generate the first token.",
+                              _GENAI, unit="seconds", buckets=_TTFT_BUCKETS, registry=r)
+        self.tpot = Histogram("gen_ai_server_time_per_output_token", "Time per output token after the first.",
+                              _GENAI, unit="seconds", buckets=_TPOT_BUCKETS, registry=r)
+        self.duration = Histogram("gen_ai_server_request_duration", "Generative AI server request duration.",
+                                  _GENAI, unit="seconds", buckets=_DURATION_BUCKETS, registry=r)
+        self.tokens = Histogram("gen_ai_client_token_usage", "Input and output tokens per request.",
+                                (*_GENAI, "gen_ai_token_type"), buckets=_TOKEN_BUCKETS, registry=r)
+        self.requests = Counter("homestack_requests", "Requests by model and HTTP status.",
+                                ("model", "status"), registry=r)
+        self.key_requests = Counter("homestack_key_requests", "Requests by API key (a hash, never the key).",
+                                    ("key",), registry=r)
+        self.load_duration = Histogram("homestack_model_load_duration", "Seconds from starting a runner to ready.",
+                                       ("model",), unit="seconds", buckets=_LOAD_BUCKETS, registry=r)
+        r.register(_FleetCollector(scheduler, gpus))
+        self._runners = _RunnerCollector()
+        r.register(self._runners)
+
+    def observe(self, rec: "RequestRecord", duration: float) -> None:
+        """Record one finished request (called from the request log's writer thread)."""
+        model = rec.runner or rec.model or ""
+        self.requests.labels(model, str(rec.status)).inc()
+        if rec.key:
+            self.key_requests.labels(rec.key).inc()
+        operation = OPERATIONS.get(rec.path)
+        if operation is None or rec.runner is None or rec.status >= 400:
+            return
+        labels = (model, operation)
+        self.duration.labels(*labels).observe(duration)
+        if rec.tokens_in is not None:
+            self.tokens.labels(*labels, "input").observe(rec.tokens_in)
+        if rec.tokens_out is not None and operation != "embeddings":
+            self.tokens.labels(*labels, "output").observe(rec.tokens_out)
+        if rec.stream and rec.first_byte is not None:
+            ttft = rec.first_byte - rec.started
+            self.ttft.labels(*labels).observe(ttft)
+            if rec.tokens_out and rec.tokens_out > 1:
+                self.tpot.labels(*labels).observe((duration - ttft) / (rec.tokens_out - 1))
+
+    def render(self, runner_texts: dict[str, str]) -> bytes:
+        """The exposition text; ``runner_texts`` are the runners' own /metrics bodies by model."""
+        self._runners.texts = runner_texts
+        return generate_latest(self.registry)
+
+
+class _FleetCollector:
+    """What only the gateway knows, read from the scheduler (and NVML) at scrape time."""
+
+    def __init__(self, scheduler: "Scheduler", gpus: "GpuProvider | None"):
+        self._scheduler = scheduler
+        self._gpus = gpus
+
+    def collect(self) -> Iterable[Metric]:
+        s = self._scheduler
+        states = ("stopped", "starting", "ready", "stopping")
+        inflight = GaugeMetricFamily("homestack_requests_in_flight", "Requests being served.", labels=["model"])
+        queue = GaugeMetricFamily("homestack_queue_depth", "Requests waiting in the model's queue.", labels=["model"])
+        capacity = GaugeMetricFamily("homestack_queue_capacity", "scheduling.queue_depth.", labels=["model"])
+        state = GaugeMetricFamily("homestack_model_state", "1 for the model's current state.", labels=["model", "state"])
+        estimated = GaugeMetricFamily("homestack_model_memory_estimated_bytes", "Planned memory of the model.",
+                                      labels=["model", "device"])
+        measured = GaugeMetricFamily("homestack_model_memory_measured_bytes", "Resident memory of its runner.",
+                                     labels=["model"])
+        for info in s.running(everything=True):
+            name = info["name"]
+            inflight.add_metric([name], info["inflight"])
+            queue.add_metric([name], info["queue"])
+            capacity.add_metric([name], s.queue_depth)
+            for each in states:
+                state.add_metric([name, each], 1.0 if info["state"] == each else 0.0)
+            if info["memory_measured"]:
+                measured.add_metric([name], info["memory_measured"])
+        for name, plan in s.capacity.models.items():
+            for device, size in plan.need.items():
+                estimated.add_metric([name, device], size)
+        yield from (inflight, queue, capacity, state, estimated, measured)
+        yield from _counters(s.counters)
+        yield from _devices(s.plan_report()["devices"])
+        yield from _gpu_metrics(self._gpus)
+
+
+def _counters(counters) -> Iterable[Metric]:
+    families = {
+        "evicted": CounterMetricFamily("homestack_evictions", "Models unloaded, by reason.", labels=["model", "reason"]),
+        "swap": CounterMetricFamily("homestack_swaps", "Loads that unloaded another model first.", labels=["model"]),
+        "load_failed": CounterMetricFamily("homestack_model_load_failures", "Loads that failed or were cancelled.",
+                                           labels=["model", "reason"]),
+        "restart": CounterMetricFamily("homestack_runner_restarts", "Runners that exited on their own.",
+                                       labels=["model"]),
+        "loaded": CounterMetricFamily("homestack_model_loads", "Runners started, by reason.", labels=["model", "reason"]),
+    }
+    for (event, model, reason), count in counters.items():
+        family = families[event]
+        family.add_metric([model, reason] if len(family._labelnames) == 2 else [model], count)
+    return families.values()
+
+
+def _devices(devices: list[dict]) -> Iterable[Metric]:
+    names = ("total", "free", "budget", "held_estimated", "held_measured")
+    helps = {
+        "total": "Device memory.", "free": "Device memory free now.", "budget": "What runners may hold here.",
+        "held_estimated": "Planned memory of the resident models.", "held_measured": "Resident memory of the runners.",
+    }
+    metric_names = {"held_estimated": "homestack_memory_planned_bytes", "held_measured": "homestack_memory_measured_bytes"}
+    for field in names:
+        family = GaugeMetricFamily(metric_names.get(field, f"homestack_memory_{field}_bytes"), helps[field],
+                                   labels=["device"])
+        for d in devices:
+            if field in d:
+                family.add_metric([d["id"]], d[field])
+        yield family
+
+
+def _gpu_metrics(gpus: "GpuProvider | None") -> Iterable[Metric]:
+    from ..planner.devices import Nvml
+
+    stats = (gpus or Nvml()).stats()
+    if not stats:
+        return
+    specs = {
+        "memory_used_bytes": "GPU memory in use.", "memory_total_bytes": "GPU memory.",
+        "utilization_ratio": "GPU busy fraction.", "temperature_celsius": "GPU temperature.",
+        "power_watts": "GPU power draw.",
+    }
+    for field, help_text in specs.items():
+        family = GaugeMetricFamily(f"homestack_gpu_{field}", help_text, labels=["gpu", "name"])
+        for gpu in stats:
+            if gpu.get(field) is not None:
+                family.add_metric([gpu["id"], gpu["name"]], gpu[field])
+        yield family
+
+
+class _RunnerCollector:
+    """Each llama.cpp runner's own metrics, one family per name, with a ``model`` label added."""
+
+    def __init__(self) -> None:
+        self.texts: dict[str, str] = {}
+
+    def collect(self) -> Iterable[Metric]:
+        merged: dict[str, Metric] = {}
+        for model, text in self.texts.items():
+            try:
+                families = list(text_string_to_metric_families(text))
+            except ValueError:  # a runner answering garbage must not break the scrape
+                continue
+            for family in families:
+                target = merged.setdefault(family.name, Metric(family.name, family.documentation, family.type))
+                for sample in family.samples:
+                    target.add_sample(sample.name, {**sample.labels, "model": model}, sample.value)
+        return merged.values()
