@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -139,6 +140,21 @@ def processes_with(arg: str) -> list[int]:
                 continue
             if arg.encode() in cmdline and pid_alive(int(entry.name)):
                 found.append(int(entry.name))
+    return found
+
+
+def ensure_debian(binary: str, package: str) -> str:
+    """The path of ``binary``, installing the Debian ``package`` first if it is missing."""
+    found = shutil.which(binary)
+    if found:
+        return found
+    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package]):
+        done = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        if done.returncode:
+            raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr.strip()[-500:]}")
+    found = shutil.which(binary)
+    if not found:
+        raise RuntimeError(f"installed {package} but {binary} is not on PATH")
     return found
 
 

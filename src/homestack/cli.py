@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Callable
 
 from .errors import HomestackError
@@ -78,6 +80,18 @@ def _prepare(args: argparse.Namespace) -> None:
     for name, plan in plan_fleet(fleet, args.config or DEFAULT_FLEET).items():
         path = model_path(plan, fleet.data_dir)
         print(f"{name}: {plan.kind} {plan.version}" + (f", model {path}" if path else ""))
+
+
+def _render(args: argparse.Namespace) -> None:
+    from .deploy.prometheus import render_prometheus
+
+    target = args.target or (args.url or os.environ.get("HOMESTACK_URL") or "http://127.0.0.1:8080").split("://")[-1]
+    text = render_prometheus(target.rstrip("/"), args.interval, args.rules, args.api_key_file)
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
 
 
 def _client(args: argparse.Namespace):
@@ -159,6 +173,14 @@ def _parser() -> argparse.ArgumentParser:
     p = command("plan", _plan, "Print each model's memory estimate and which models fit together.")
     p.add_argument("--config", "-c", metavar="FILE", help="fleet file (YAML)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p = command("render", _render, "Write configuration for tools beside homestack (prometheus).")
+    p.add_argument("what", choices=["prometheus"], help="what to render")
+    p.add_argument("--target", metavar="HOST:PORT", help="gateway to scrape (default: from --url or $HOMESTACK_URL)")
+    p.add_argument("--url", help="gateway URL (default $HOMESTACK_URL or http://127.0.0.1:8080)")
+    p.add_argument("--interval", default="15s", help="scrape interval (default 15s)")
+    p.add_argument("--rules", type=Path, action="append", metavar="FILE", help="alert rule file to load (repeatable)")
+    p.add_argument("--api-key-file", type=Path, metavar="FILE", help="file holding a gateway key, when api_keys are set")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     p = command("prepare", _prepare, "Resolve and verify model files; record runner versions.")
     p.add_argument("--config", "-c", metavar="FILE", help="fleet file (YAML)")
 

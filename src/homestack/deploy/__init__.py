@@ -1,0 +1,1 @@
+"""Rendered deploy files: configuration for the tools that run beside homestack."""

