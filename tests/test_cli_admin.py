@@ -73,3 +73,11 @@ def test_cli_errors_are_one_line_with_exit_code_1(default_gateway):
     down = default_gateway.cli("ps", check=False, HOMESTACK_URL="http://127.0.0.1:9")
     assert down.returncode == 1 and "cannot reach the gateway" in down.stderr
     assert "Traceback" not in down.stderr + result.stderr
+
+
+def test_top_once_shows_models_memory_and_requests(default_gateway):
+    gw = default_gateway
+    gw.openai().chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+    out = gw.cli("top", "--once").stdout
+    for text in ("smollm2-135m-instruct", "gemma-3-270m", "ready", "cpu CPU RAM", "of budget", "/v1/chat/completions"):
+        assert text in out, text

@@ -129,6 +129,24 @@ def _print_table(rows: list[tuple[str, ...]]) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
 
 
+def _top(args: argparse.Namespace) -> None:
+    from rich.console import Console
+
+    from .observe import top
+
+    client = _client(args)
+    if args.once:
+        console = Console()
+        if not console.is_terminal:  # piped: wide enough that columns are not cut
+            console = Console(width=140)
+        console.print(top.render(top.snapshot(client)))
+        return
+    try:
+        top.run(client, args.interval)
+    except KeyboardInterrupt:
+        pass
+
+
 def _load(args: argparse.Namespace) -> None:
     info = _client(args).json("POST", f"/admin/models/{args.name}/load")
     print(f"{info['name']}: {info['state']} ({info['runner']} {info['version']}, pid {info['pid'] or '-'})")
@@ -186,6 +204,7 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, func, help in (
         ("ps", _ps, "List running models."),
+        ("top", _top, "A live view of models, memory and requests."),
         ("load", _load, "Load a model and wait until it is ready."),
         ("unload", _unload, "Unload a model."),
         ("logs", _logs, "Show a model's runner log."),
@@ -196,6 +215,9 @@ def _parser() -> argparse.ArgumentParser:
         if name == "ps":
             p.add_argument("--json", action="store_true", help="print JSON")
             p.add_argument("-a", "--all", action="store_true", help="every model, stopped ones too")
+        elif name == "top":
+            p.add_argument("--once", action="store_true", help="print one view and exit")
+            p.add_argument("--interval", type=float, default=1.0, help="seconds between redraws")
         elif name in ("load", "unload", "logs"):
             p.add_argument("name", metavar="NAME")
         if name == "logs":
