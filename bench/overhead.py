@@ -184,7 +184,7 @@ def _start_gateway(procs, tmp: Path, upstream: int, llama: int) -> int:
         f"  smollm2:\n    runner: remote\n    url: http://127.0.0.1:{llama}/v1\n"
     )
     log = tmp / "gateway.err"
-    argv = [str(VENV_BIN / "homestack"), "serve", "--config", str(fleet), "--port", "0"]
+    argv = [str(VENV_BIN / "homestack"), "serve", "--config", str(fleet), "--port", "0", "--no-knowledge"]
     env = {**os.environ, "HOMESTACK_HOME": str(tmp / "home")}
     proc = _spawn(procs, argv, log, env, stdout_to_null=True)  # request log lines: the bench measures, not logs
     deadline = time.monotonic() + 30

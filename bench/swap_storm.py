@@ -98,7 +98,7 @@ def _serve(workdir: Path, yaml_text: str) -> tuple[subprocess.Popen, str]:
     config.write_text(yaml_text)
     stderr = (workdir / "gateway.stderr").open("w+")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "homestack", "serve", "--config", str(config), "--port", "0"],
+        [sys.executable, "-m", "homestack", "serve", "--config", str(config), "--port", "0", "--no-knowledge"],
         stdout=subprocess.DEVNULL, stderr=stderr,
     )
     deadline = time.monotonic() + 60

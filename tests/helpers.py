@@ -37,6 +37,8 @@ class GatewayProcess:
             argv += ["--config", str(config_path)]
         if "--port" not in args:
             argv += ["--port", "0"]
+        if "--knowledge-port" not in args:  # most tests need no knowledge service beside the gateway
+            argv += ["--no-knowledge"]
         argv += list(args)
         self.env = {**os.environ, "HOMESTACK_HOME": str(home / "data"), **(env or {})}
         self.proc = subprocess.Popen(

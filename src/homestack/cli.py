@@ -17,11 +17,16 @@ from .errors import HomestackError
 
 
 def _serve(args: argparse.Namespace) -> None:
-    from .config import DEFAULT_FLEET, load_fleet
+    from .config import load_fleet
     from .gateway.server import serve
 
     fleet = load_fleet(args.config, host=args.host, port=args.port)
-    serve(fleet, args.config or DEFAULT_FLEET, no_auth=args.no_auth)
+    knowledge = {"enabled": False} if args.no_knowledge else {}
+    if args.knowledge_port is not None:
+        knowledge["port"] = args.knowledge_port
+    if knowledge:
+        fleet = fleet.model_copy(update={"knowledge": fleet.knowledge.model_copy(update=knowledge)})
+    serve(fleet, args.config, no_auth=args.no_auth)
 
 
 def _capacity(config: str | None):
@@ -184,6 +189,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to bind (default 8080; 0 lets the OS pick)")
     p.add_argument("--no-auth", action="store_true", help="allow a non-loopback address without API keys")
+    p.add_argument("--knowledge-port", type=int, metavar="PORT", help="knowledge service port (default 8081; 0: any)")
+    p.add_argument("--no-knowledge", action="store_true", help="do not start the knowledge service")
 
     p = command("check", _check, "Validate a fleet file.")
     p.add_argument("file", metavar="FILE")

@@ -117,3 +117,12 @@ class ClientClosed(HomestackError):
     status = 499
     type = "invalid_request_error"
     code = "client_closed"
+
+
+class ServiceUnavailable(HomestackError):
+    """A service beside the gateway (the knowledge service) is not answering."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "service_unavailable"
+    source = "knowledge"

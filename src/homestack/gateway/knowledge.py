@@ -1,0 +1,73 @@
+"""The knowledge service beside the gateway: a supervised child process, and the relay to it.
+
+`homestack serve` starts `homestack knowledge serve` on its own port, restarts it
+if it dies (with backoff), and stops it with the gateway. The gateway forwards
+`/v1/knowledge/*` to it, and chat requests for a `kb:<collection>` model to its
+OpenAI-compatible endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..runners.logs import LogTail
+from ..runners.process import spawn, terminate
+
+_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)  # seconds before restarting a service that exited
+_STABLE = 60.0  # seconds up after which a restart counts as a fresh start again
+
+
+@dataclass(frozen=True)
+class KnowledgeTarget:
+    """Where chat requests for kb:<collection> go; shaped like a runner for the proxy."""
+
+    base_url: str
+    name: str = "knowledge"
+    upstream_headers: bytes = b""
+
+
+class KnowledgeSupervisor:
+    def __init__(self, argv: list[str], log_path: Path):
+        self.argv = argv
+        self.log = LogTail(log_path)
+        self.restarts = 0
+        self._task: asyncio.Task[None] | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+
+    @classmethod
+    def for_fleet(cls, config: str | None, host: str, port: int, gateway_url: str, data_dir: Path) -> "KnowledgeSupervisor":
+        argv = [sys.executable, "-m", "homestack", "knowledge", "serve", "--host", host, "--port", str(port),
+                "--gateway", gateway_url]
+        if config is not None:
+            argv += ["--config", config]
+        return cls(argv, data_dir / "logs" / "knowledge.log")
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._supervise())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self._proc is not None:
+            await terminate(self._proc)
+        self.log.close()
+
+    async def _supervise(self) -> None:
+        loop = asyncio.get_running_loop()
+        failures = 0
+        while True:
+            self.log.write(f"[homestack] starting the knowledge service: {' '.join(self.argv)}")
+            started = loop.time()
+            try:
+                self._proc = await spawn(self.argv, {}, self.log)
+                code = await self._proc.wait()
+            except OSError as exc:
+                code = f"could not start ({exc})"
+            failures = 0 if loop.time() - started > _STABLE else failures + 1
+            delay = _BACKOFF[min(failures, len(_BACKOFF)) - 1] if failures else _BACKOFF[0]
+            self.restarts += 1
+            self.log.write(f"[homestack] the knowledge service exited ({code}); restarting in {delay:g} s")
+            await asyncio.sleep(delay)
