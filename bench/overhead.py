@@ -32,7 +32,7 @@ import aiohttp
 
 VENV_BIN = Path(sys.executable).parent
 CONCURRENCY = (1, 8, 32)
-TARGETS = ("direct", "nginx", "gateway")
+TARGETS = ("direct", "nginx", "gateway", "gw-nomet")  # gw-nomet: the gateway with metrics: false
 COMPLETION = (
     '{"id":"chatcmpl-bench","object":"chat.completion","created":1732250000,"model":"bench",'
     '"system_fingerprint":"fp_bench","choices":[{"index":0,"message":{"role":"assistant",'
@@ -175,10 +175,14 @@ http {{
         _wait_http(f"http://127.0.0.1:{port}/v1/chat/completions", proc, log, timeout=10)
 
 
-def _start_gateway(procs, tmp: Path, upstream: int, llama: int) -> int:
+def _start_gateway(procs, tmp: Path, upstream: int, llama: int, metrics: bool = True) -> int:
     """Start homestack with remote models for both upstreams; return the port it printed."""
+    name = "gateway" if metrics else "gateway-nometrics"
+    tmp = tmp / name
+    tmp.mkdir()
     fleet = tmp / "fleet.yaml"
     fleet.write_text(
+        f"metrics: {str(metrics).lower()}\n"
         "models:\n"
         f"  upstream:\n    runner: remote\n    url: http://127.0.0.1:{upstream}/v1\n"
         f"  smollm2:\n    runner: remote\n    url: http://127.0.0.1:{llama}/v1\n"
@@ -275,19 +279,21 @@ def _report(http: dict, stream: dict[str, float]) -> None:
     summary: dict[str, float] = {}
     print("\nGateway vs direct and vs nginx proxy")
     print(f"{'conc':>4}{'gw added p50 ms':>17}{'nginx added p50 ms':>20}{'gw/nginx added':>16}"
-          f"{'gw rps/direct':>15}{'gw rps/nginx':>14}")
+          f"{'gw rps/direct':>15}{'gw rps/nginx':>14}{'metrics on/off':>16}")
     for c in CONCURRENCY:
-        d, n, g = (http[t, c] for t in TARGETS)
+        d, n, g, bare = (http[t, c] for t in TARGETS)
         gw_added, nginx_added = g["p50"] - d["p50"], n["p50"] - d["p50"]
         added_ratio = gw_added / nginx_added if nginx_added > 0 else float("nan")
         print(f"{c:>4}{gw_added:>17.3f}{nginx_added:>20.3f}{added_ratio:>15.1f}x"
-              f"{g['rps'] / d['rps']:>15.1%}{g['rps'] / n['rps']:>14.1%}")
+              f"{g['rps'] / d['rps']:>15.1%}{g['rps'] / n['rps']:>14.1%}{g['rps'] / bare['rps']:>16.1%}")
         summary.update({
             f"c{c}_added_p50_ms": round(gw_added, 3), f"c{c}_nginx_added_p50_ms": round(nginx_added, 3),
             f"c{c}_gateway_p99_ms": round(g["p99"], 3), f"c{c}_gateway_rps": round(g["rps"]),
             f"c{c}_direct_rps": round(d["rps"]), f"c{c}_nginx_rps": round(n["rps"]),
+            f"c{c}_gateway_without_metrics_rps": round(bare["rps"]),
+            f"c{c}_metrics_rps_ratio": round(g["rps"] / bare["rps"], 3),
         })
-    errors = sum(r["non2xx"] + r["socket_errors"] for (t, _), r in http.items() if t == "gateway")
+    errors = sum(r["non2xx"] + r["socket_errors"] for (t, _), r in http.items() if t.startswith("g"))
     ratio = stream["gateway"] / stream["direct"]
     summary.update({
         "gateway_http_errors": errors, "stream_direct_tps": round(stream["direct"], 1),
@@ -326,6 +332,7 @@ def main() -> None:
             llama = _spawn(procs, [llama_bin, "-m", gguf, "--parallel", "8", "--ctx-size", "8192",
                                    "--host", "127.0.0.1", "--port", str(ports["llama"])], llama_log)
             ports["gateway"] = _start_gateway(procs, tmp, ports["direct"], ports["llama"])
+            ports["gw-nomet"] = _start_gateway(procs, tmp, ports["direct"], ports["llama"], metrics=False)
             _wait_http(f"http://127.0.0.1:{ports['llama']}/health", llama, llama_log)
             load = ", ".join(f"{x:.1f}" for x in os.getloadavg())  # other work on the box skews every figure
             listing = ", ".join(f"{name} {port}" for name, port in ports.items())

@@ -157,6 +157,7 @@ class FleetConfig(_Strict):
     data_dir: Path = Field(default_factory=default_data_dir, description="Logs and assembled models.")
     default_ttl: float = Field(300, ge=0, description="Idle seconds before unloading; 0 never unloads.")
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest request body (413 above).")
+    metrics: bool = Field(True, description="Record Prometheus metrics and serve them at /metrics.")
     timeouts: Timeouts = Field(default_factory=Timeouts)
     memory: Memory = Field(default_factory=Memory)
     scheduling: Scheduling = Field(default_factory=Scheduling)

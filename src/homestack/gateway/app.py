@@ -51,9 +51,10 @@ class Gateway:
         self.auth = Auth(fleet.api_keys, fleet.admin_keys)
         self.request_log = request_log or RequestLog()
         self.upstream = UpstreamPool(fleet.timeouts.connect, fleet.timeouts.read)
-        self.metrics = Metrics(scheduler)
-        self.request_log.metrics = self.metrics
-        scheduler.on_loaded = lambda model, seconds: self.metrics.load_duration.labels(model).observe(seconds)
+        self.metrics = Metrics(scheduler) if fleet.metrics else None
+        if self.metrics is not None:
+            self.request_log.metrics = self.metrics
+            scheduler.on_loaded = lambda model, seconds: self.metrics.load_duration.labels(model).observe(seconds)
         self.on_started: Callable[[], None] | None = None  # e.g. print the banner
         self._created = int(time.time())
 
@@ -104,7 +105,7 @@ class Gateway:
             if path == "/health":
                 await send_response(send, 200, b'{"status":"ok"}', headers=rid_header)
                 return
-            if path == "/metrics" and method == "GET":
+            if path == "/metrics" and method == "GET" and self.metrics is not None:
                 self.auth.check(authorization, admin=False)
                 body = self.metrics.render(await self._runner_metrics())
                 await send_response(send, 200, body, METRICS_CONTENT_TYPE.encode(), rid_header)
