@@ -206,8 +206,8 @@ class Gateway:
             raise ClientClosed("the client went away while its request waited in the queue")
         ticket.future.result()  # the load's error, if it failed
 
-    async def _runner_metrics(self) -> dict[str, str]:
-        """Each ready llama.cpp runner's own /metrics text, fetched concurrently; a runner that fails is left out."""
+    async def _runner_metrics(self) -> dict[str, str | None]:
+        """Each ready llama.cpp runner's own /metrics text, fetched concurrently; None where it failed."""
         runners = [r for r in self.scheduler.runners.values() if r.kind == "llama.cpp" and r.state is State.READY]
 
         async def fetch(runner: Runner) -> str | None:
@@ -218,7 +218,7 @@ class Gateway:
             return body.decode("utf-8", "replace") if status == 200 else None
 
         texts = await asyncio.gather(*(fetch(r) for r in runners))
-        return {r.name: t for r, t in zip(runners, texts) if t is not None}
+        return dict(zip((r.name for r in runners), texts))
 
     def _model(self, runner: Runner) -> dict[str, Any]:
         return {

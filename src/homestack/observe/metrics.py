@@ -51,7 +51,7 @@ class Metrics:
         self.tpot = Histogram("gen_ai_server_time_per_output_token", "Time per output token after the first.",
                               _GENAI, unit="seconds", buckets=_TPOT_BUCKETS, registry=r)
         self.duration = Histogram("gen_ai_server_request_duration", "Generative AI server request duration.",
-                                  _GENAI, unit="seconds", buckets=_DURATION_BUCKETS, registry=r)
+                                  (*_GENAI, "error_type"), unit="seconds", buckets=_DURATION_BUCKETS, registry=r)
         self.tokens = Histogram("gen_ai_client_token_usage", "Input and output tokens per request.",
                                 (*_GENAI, "gen_ai_token_type"), buckets=_TOKEN_BUCKETS, registry=r)
         self.requests = Counter("homestack_requests", "Requests by model and HTTP status.",
@@ -63,30 +63,53 @@ class Metrics:
         r.register(_FleetCollector(scheduler, gpus))
         self._runners = _RunnerCollector()
         r.register(self._runners)
+        self._children: dict[tuple[str, str, int, str], tuple] = {}  # label lookups cached: observe runs per request
 
     def observe(self, rec: "RequestRecord", duration: float) -> None:
         """Record one finished request (called from the request log's writer thread)."""
-        model = rec.runner or rec.model or ""
-        self.requests.labels(model, str(rec.status)).inc()
+        # A name no model answers to is the client's text: one label value for all, so
+        # nobody can grow the series without bound.
+        model = rec.runner or "(unknown)"
+        operation = OPERATIONS.get(rec.path, "")
+        error = "" if rec.status < 400 else rec.outcome
+        key = (model, operation, rec.status, error)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = self._label(model, operation, error, str(rec.status))
+        requests, duration_hist, tokens_in, tokens_out, ttft, tpot = children
+        requests.inc()
         if rec.key:
             self.key_requests.labels(rec.key).inc()
-        operation = OPERATIONS.get(rec.path)
-        if operation is None or rec.runner is None or rec.status >= 400:
+        if duration_hist is None:  # not an OpenAI route, or no model took the request
             return
-        labels = (model, operation)
-        self.duration.labels(*labels).observe(duration)
+        duration_hist.observe(duration)
+        if error:
+            return
         if rec.tokens_in is not None:
-            self.tokens.labels(*labels, "input").observe(rec.tokens_in)
-        if rec.tokens_out is not None and operation != "embeddings":
-            self.tokens.labels(*labels, "output").observe(rec.tokens_out)
+            tokens_in.observe(rec.tokens_in)
+        if rec.tokens_out is not None and tokens_out is not None:
+            tokens_out.observe(rec.tokens_out)
         if rec.stream and rec.first_byte is not None:
-            ttft = rec.first_byte - rec.started
-            self.ttft.labels(*labels).observe(ttft)
+            first = rec.first_byte - rec.started
+            ttft.observe(first)
             if rec.tokens_out and rec.tokens_out > 1:
-                self.tpot.labels(*labels).observe((duration - ttft) / (rec.tokens_out - 1))
+                tpot.observe((duration - first) / (rec.tokens_out - 1))
 
-    def render(self, runner_texts: dict[str, str]) -> bytes:
-        """The exposition text; ``runner_texts`` are the runners' own /metrics bodies by model."""
+    def _label(self, model: str, operation: str, error: str, status: str) -> tuple:
+        requests = self.requests.labels(model, status)
+        if not operation or model == "(unknown)":
+            return requests, None, None, None, None, None
+        return (
+            requests,
+            self.duration.labels(model, operation, error),
+            self.tokens.labels(model, operation, "input"),
+            self.tokens.labels(model, operation, "output") if operation != "embeddings" else None,
+            self.ttft.labels(model, operation),
+            self.tpot.labels(model, operation),
+        )
+
+    def render(self, runner_texts: dict[str, str | None]) -> bytes:
+        """The exposition text; ``runner_texts`` are the runners' own /metrics bodies by model (None: failed)."""
         self._runners.texts = runner_texts
         return generate_latest(self.registry)
 
@@ -101,46 +124,61 @@ class _FleetCollector:
     def collect(self) -> Iterable[Metric]:
         s = self._scheduler
         states = ("stopped", "starting", "ready", "stopping")
+        info = GaugeMetricFamily("homestack_model_info", "1 per model: its runner kind and version.",
+                                 labels=["model", "runner", "version"])
         inflight = GaugeMetricFamily("homestack_requests_in_flight", "Requests being served.", labels=["model"])
+        slots = GaugeMetricFamily("homestack_model_slots", "Requests the model serves at once (its slots).",
+                                  labels=["model"])
         queue = GaugeMetricFamily("homestack_queue_depth", "Requests waiting in the model's queue.", labels=["model"])
-        capacity = GaugeMetricFamily("homestack_queue_capacity", "scheduling.queue_depth.", labels=["model"])
+        capacity = GaugeMetricFamily("homestack_queue_capacity", "Requests that may wait before 429 "
+                                     "(scheduling.queue_depth).", labels=["model"])
         state = GaugeMetricFamily("homestack_model_state", "1 for the model's current state.", labels=["model", "state"])
         estimated = GaugeMetricFamily("homestack_model_memory_estimated_bytes", "Planned memory of the model.",
                                       labels=["model", "device"])
         measured = GaugeMetricFamily("homestack_model_memory_measured_bytes", "Resident memory of its runner.",
                                      labels=["model"])
-        for info in s.running(everything=True):
-            name = info["name"]
-            inflight.add_metric([name], info["inflight"])
-            queue.add_metric([name], info["queue"])
+        models = s.running(everything=True)
+        for m in models:
+            name = m["name"]
+            info.add_metric([name, m["runner"], m["version"] or ""], 1)
+            inflight.add_metric([name], m["inflight"])
+            if m["limit"]:
+                slots.add_metric([name], m["limit"])
+            queue.add_metric([name], m["queue"])
             capacity.add_metric([name], s.queue_depth)
             for each in states:
-                state.add_metric([name, each], 1.0 if info["state"] == each else 0.0)
-            if info["memory_measured"]:
-                measured.add_metric([name], info["memory_measured"])
+                state.add_metric([name, each], 1.0 if m["state"] == each else 0.0)
+            if m["memory_measured"]:
+                measured.add_metric([name], m["memory_measured"])
         for name, plan in s.capacity.models.items():
             for device, size in plan.need.items():
                 estimated.add_metric([name, device], size)
-        yield from (inflight, queue, capacity, state, estimated, measured)
-        yield from _counters(s.counters)
+        yield from (info, inflight, slots, queue, capacity, state, estimated, measured)
+        yield from _counters(s.counters, [m["name"] for m in models])
         yield from _devices(s.plan_report()["devices"])
         yield from _gpu_metrics(self._gpus)
 
 
-def _counters(counters) -> Iterable[Metric]:
-    families = {
-        "evicted": CounterMetricFamily("homestack_evictions", "Models unloaded, by reason.", labels=["model", "reason"]),
-        "swap": CounterMetricFamily("homestack_swaps", "Loads that unloaded another model first.", labels=["model"]),
-        "load_failed": CounterMetricFamily("homestack_model_load_failures", "Loads that failed or were cancelled.",
-                                           labels=["model", "reason"]),
-        "restart": CounterMetricFamily("homestack_runner_restarts", "Runners that exited on their own.",
-                                       labels=["model"]),
-        "loaded": CounterMetricFamily("homestack_model_loads", "Runners started, by reason.", labels=["model", "reason"]),
-    }
-    for (event, model, reason), count in counters.items():
-        family = families[event]
-        family.add_metric([model, reason] if len(family._labelnames) == 2 else [model], count)
-    return families.values()
+# Scheduler event -> (metric, help, reasons): every model x reason is exported from the start,
+# at 0, so that rate() and increase() see the first event.
+_EVENTS = {
+    "loaded": ("homestack_model_loads", "Runners started, by reason.", ("request", "pinned", "admin")),
+    "swap": ("homestack_swaps", "Loads that unloaded another model first.", None),
+    "evicted": ("homestack_evictions", "Models unloaded, by reason.", ("room", "ttl", "admin")),
+    "load_failed": ("homestack_model_load_failures", "Loads that failed or were cancelled.",
+                    ("error", "timeout", "cancelled")),
+    "restart": ("homestack_runner_restarts", "Runners that exited on their own.", None),
+}
+
+
+def _counters(counters, models: list[str]) -> Iterable[Metric]:
+    for event, (name, help_text, reasons) in _EVENTS.items():
+        family = CounterMetricFamily(name, help_text, labels=["model", "reason"] if reasons else ["model"])
+        for model in models:
+            for reason in reasons or ("",):
+                count = counters.get((event, model, reason), 0)
+                family.add_metric([model, reason] if reasons else [model], count)
+        yield family
 
 
 def _devices(devices: list[dict]) -> Iterable[Metric]:
@@ -182,17 +220,20 @@ class _RunnerCollector:
     """Each llama.cpp runner's own metrics, one family per name, with a ``model`` label added."""
 
     def __init__(self) -> None:
-        self.texts: dict[str, str] = {}
+        self.texts: dict[str, str | None] = {}  # None: that runner's /metrics did not answer
 
     def collect(self) -> Iterable[Metric]:
+        success = GaugeMetricFamily("homestack_runner_scrape_success",
+                                    "1 if the runner's own /metrics answered this scrape.", labels=["model"])
         merged: dict[str, Metric] = {}
         for model, text in self.texts.items():
             try:
-                families = list(text_string_to_metric_families(text))
+                families = list(text_string_to_metric_families(text)) if text is not None else None
             except ValueError:  # a runner answering garbage must not break the scrape
-                continue
-            for family in families:
+                families = None
+            success.add_metric([model], 0.0 if families is None else 1.0)
+            for family in families or ():
                 target = merged.setdefault(family.name, Metric(family.name, family.documentation, family.type))
                 for sample in family.samples:
                     target.add_sample(sample.name, {**sample.labels, "model": model}, sample.value)
-        return merged.values()
+        return [success, *merged.values()]
