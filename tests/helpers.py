@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import openai
+import pytest
 
 TESTS = Path(__file__).parent
 _BANNER = re.compile(r"homestack serving (http://\S+?)/v1 ")
@@ -146,17 +147,28 @@ def processes_with(arg: str) -> list[int]:
 
 
 def ensure_debian(binary: str, package: str) -> str:
-    """The path of ``binary``, installing the Debian ``package`` first if it is missing."""
-    found = shutil.which(binary)
+    """The path of ``binary``, installing the Debian ``package`` first if it is missing (CI starts clean).
+
+    Not root (a CI runner, say): apt goes through ``sudo -n``, never prompting. A failure is one
+    clear pytest failure naming what to install, not a traceback.
+    """
+    found = shutil.which(binary, path=os.environ.get("PATH", "") + ":/usr/sbin:/usr/bin")
     if found:
         return found
+    sudo = ["sudo", "-n"] if os.geteuid() != 0 and shutil.which("sudo") else []
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package]):
-        done = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        if done.returncode:
-            raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr.strip()[-500:]}")
-    found = shutil.which(binary)
+        try:
+            done = subprocess.run(sudo + argv, capture_output=True, text=True, env=env, timeout=900)
+            problem = done.stderr.strip().splitlines()[-1:] if done.returncode else None
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            problem = [str(exc)]
+        if problem is not None:
+            pytest.fail(f"this test needs {binary} (Debian package {package!r}) and `{' '.join(argv)}` failed: "
+                        f"{' '.join(problem) or 'no output'}", pytrace=False)
+    found = shutil.which(binary, path=os.environ.get("PATH", "") + ":/usr/sbin:/usr/bin")
     if not found:
-        raise RuntimeError(f"installed {package} but {binary} is not on PATH")
+        pytest.fail(f"installed {package!r} but {binary} is still not on PATH", pytrace=False)
     return found
 
 

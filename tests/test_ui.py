@@ -3,47 +3,24 @@
 from __future__ import annotations
 
 import http.client
-import os
 import re
-import subprocess
 import sys
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
-from helpers import TESTS
+from helpers import TESTS, ensure_debian
 
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; Playwright's own browser download is not used
 SCREENSHOT = TESTS.parent / "artifacts" / "ui-status.png"
 ADMIN_KEY = "ui-test-admin-key"
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 
 
-def _ensure_chromium() -> str:
-    """Chromium from apt when it is missing (CI machines start clean); one clear failure if that cannot work."""
-    if CHROMIUM.exists():
-        return str(CHROMIUM)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]):
-        try:
-            result = subprocess.run(argv, capture_output=True, text=True, timeout=900, env=env)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            result = subprocess.CompletedProcess(argv, 1, "", str(exc))
-        if result.returncode != 0:
-            detail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-5:])
-            pytest.fail(f"the UI tests need Chromium at {CHROMIUM} and `{' '.join(argv)}` failed "
-                        f"(run as root, or install the Debian package 'chromium'):\n{detail}", pytrace=False)
-    if not CHROMIUM.exists():
-        pytest.fail(f"apt installed 'chromium' but {CHROMIUM} is still missing", pytrace=False)
-    return str(CHROMIUM)
-
-
 @pytest.fixture(scope="module")
 def browser():
-    executable = _ensure_chromium()
+    executable = ensure_debian("chromium", "chromium")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])  # tests run as root
         yield browser
