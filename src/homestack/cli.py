@@ -230,6 +230,9 @@ def _parser() -> argparse.ArgumentParser:
         if name == "logs":
             p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
             p.add_argument("-n", "--lines", type=int, default=100, help="lines of tail to show first")
+    from .knowledge.cli import register as register_knowledge
+
+    register_knowledge(sub, command)
     return parser
 
 

@@ -1,0 +1,69 @@
+"""Running the knowledge service: settings, the data-dir lock, MCP, uvicorn."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import socket
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from ..config.schema import FleetConfig
+from ..errors import ConfigError
+from .core import Knowledge, Settings, open_store
+from .gateway import Gateway
+
+
+def _lock(directory: Path):
+    """One service per data dir: Qdrant Edge has one writer."""
+    directory.mkdir(parents=True, exist_ok=True)
+    handle = (directory / "service.lock").open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise ConfigError(f"another knowledge service already uses {directory}; stop it first "
+                          "(or set HOMESTACK_HOME / data_dir for a separate one)") from None
+    return handle
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+                                    backlog=1024)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def serve(fleet: FleetConfig, host: str | None, port: int | None, gateway_url: str | None) -> None:
+    from ..mcp.server import build_mcp
+    from .service import build_app
+
+    settings = Settings.from_fleet(fleet, gateway_url)
+    lock = _lock(settings.data_dir)
+    host = host or fleet.knowledge.host
+    sock = _bind(host, fleet.knowledge.port if port is None else port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    k = Knowledge(settings, open_store(settings), Gateway(settings.gateway_url, settings.embedding_model,
+                                                          settings.chat_model, settings.api_key))
+    mcp = build_mcp(k)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        async with mcp.session_manager.run():
+            url = f"http://[{bound_host}]:{bound_port}" if ":" in bound_host else f"http://{bound_host}:{bound_port}"
+            store = settings.qdrant_url or f"Qdrant Edge at {settings.data_dir / 'collections'}"
+            print(f"homestack knowledge serving {url} (API at {url}/v1/knowledge, MCP at {url}/mcp)\n"
+                  f"  gateway {settings.gateway_url}; embeddings {settings.embedding_model}; "
+                  f"answers {settings.chat_model}; chunks sized by the {k.counter.description}\n"
+                  f"  store: {store}", file=sys.stderr, flush=True)
+            yield
+        await k.close()
+
+    app = build_app(k, mcp.streamable_http_app(host=bound_host), lifespan)
+    config = uvicorn.Config(app, lifespan="on", access_log=False, log_level="warning", timeout_graceful_shutdown=5)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        lock.close()

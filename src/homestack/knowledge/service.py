@@ -1,0 +1,249 @@
+"""The knowledge service's HTTP API (Starlette), under /v1/knowledge, plus MCP at /mcp.
+
+Every error leaves as the OpenAI-shaped JSON body of homestack's error tree, with
+``source`` "knowledge" for our own errors and "runner" for a model that failed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import sys
+import traceback
+from typing import Any, AsyncIterator
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from ..errors import BadRequest, HomestackError, MethodNotAllowed, NotFound, PayloadTooLarge, error_body
+from . import answer as answers
+from .chat import chat_completion
+from .core import Knowledge
+from .ingest import Document, ingest
+from .parse import format_of
+
+MAX_BODY = 256 * 1024 * 1024
+PREFIX = "/v1/knowledge"
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status, media_type="application/json")
+
+
+def error_response(exc: HomestackError) -> Response:
+    source = "knowledge" if exc.source == "gateway" else exc.source
+    return Response(error_body(exc.message, exc.type, exc.param, exc.code, source), exc.status,
+                    media_type="application/json")
+
+
+def _endpoint(handler):
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request.app.state.knowledge, request)
+        except HomestackError as exc:
+            return error_response(exc)
+        except Exception as exc:  # a bug: the log gets the traceback, the client one line
+            traceback.print_exc(file=sys.stderr)
+            return error_response(HomestackError(f"internal error in the knowledge service: {type(exc).__name__}: {exc}"))
+    return endpoint
+
+
+async def body_of(request: Request) -> dict[str, Any]:
+    length = request.headers.get("content-length")
+    if length and int(length) > MAX_BODY:
+        raise PayloadTooLarge(f"request body over {MAX_BODY // 2**20} MiB; send fewer documents per request")
+    raw = await request.body()
+    try:
+        body = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    return body
+
+
+def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = ..., ) -> Any:
+    if name not in body or body[name] is None:
+        if default is ...:
+            raise BadRequest(f"missing field '{name}'", param=name)
+        return default
+    value = body[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        names = " or ".join(t.__name__ for t in (kind if isinstance(kind, tuple) else (kind,)))
+        raise BadRequest(f"'{name}' must be {names}", param=name)
+    return value
+
+
+def filters_of(body: dict[str, Any]) -> dict[str, list[str]]:
+    filters = _field(body, "filters", dict, {})
+    out = {}
+    for key, name in (("source", "sources"), ("tags", "tags")):
+        value = filters.get(key) or filters.get(name) or []
+        value = [value] if isinstance(value, str) else value
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise BadRequest(f"'filters.{key}' must be a string or a list of strings", param=f"filters.{key}")
+        out[name] = value
+    return out
+
+
+async def _health(k: Knowledge, request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+async def _list(k: Knowledge, request: Request) -> Response:
+    return json_response({"collections": [await k.describe(n) for n in await k.run(k.store.list)]})
+
+
+async def _create(k: Knowledge, request: Request) -> Response:
+    body = await body_of(request)
+    info = await k.create_collection(_field(body, "name", str), exist_ok=_field(body, "exist_ok", bool, False))
+    return json_response(info, 201)
+
+
+async def _describe(k: Knowledge, request: Request) -> Response:
+    return json_response(await k.describe(request.path_params["name"]))
+
+
+async def _delete(k: Knowledge, request: Request) -> Response:
+    await k.delete_collection(request.path_params["name"])
+    return json_response({"deleted": request.path_params["name"]})
+
+
+async def _sources(k: Knowledge, request: Request) -> Response:
+    return json_response({"sources": await k.sources(request.path_params["name"])})
+
+
+async def _delete_source(k: Knowledge, request: Request) -> Response:
+    source = request.query_params.get("source")
+    if not source:
+        raise BadRequest("missing query parameter 'source'", param="source")
+    return json_response({"source": source, "deleted": await k.delete_source(request.path_params["name"], source)})
+
+
+def documents_of(body: dict[str, Any]) -> list[Document]:
+    docs = _field(body, "documents", list)
+    out = []
+    for i, d in enumerate(docs):
+        if not isinstance(d, dict):
+            raise BadRequest(f"documents[{i}] must be an object", param=f"documents[{i}]")
+        source = _field(d, "source", str)
+        if "text" in d:
+            data = _field(d, "text", str).encode()
+        else:
+            try:
+                data = base64.b64decode(_field(d, "content_base64", str), validate=True)
+            except binascii.Error:
+                raise BadRequest(f"documents[{i}].content_base64 is not valid base64", param="content_base64") from None
+        tags = _field(d, "tags", list, [])
+        out.append(Document(source, data, format_of(source, _field(d, "format", str, None)),
+                            [str(t) for t in tags], _field(d, "metadata", dict, {})))
+    return out
+
+
+async def _documents(k: Knowledge, request: Request) -> Response:
+    body = await body_of(request)
+    name = request.path_params["name"]
+    docs = documents_of(body)
+    events = ingest(k, name, docs)
+    if _field(body, "stream", bool, False):
+        first = await anext(events)  # errors before any work (unknown collection) are plain HTTP errors
+        return StreamingResponse(_ndjson(first, events), media_type="application/x-ndjson")
+    files = []
+    async for event in events:
+        if event["event"] == "file":
+            files.append(event)
+        elif event["event"] == "done":
+            return json_response({**event, "files": files})
+    raise AssertionError("ingest ended without its done event")
+
+
+async def _ndjson(first: dict[str, Any], events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    yield orjson.dumps(first) + b"\n"
+    try:
+        async for event in events:
+            yield orjson.dumps(event) + b"\n"
+    except HomestackError as exc:  # mid-stream: the client reads it as the last event
+        yield orjson.dumps({"event": "error", "error": orjson.loads(error_response(exc).body)["error"]}) + b"\n"
+
+
+async def _search(k: Knowledge, request: Request) -> Response:
+    body = await body_of(request)
+    results = await k.search(
+        _field(body, "collection", str), _field(body, "query", str), mode=_field(body, "mode", str, "hybrid"),
+        k=_field(body, "k", int, None), score_threshold=_field(body, "score_threshold", (int, float), None),
+        **filters_of(body),
+    )
+    return json_response({"results": results})
+
+
+async def _ask(k: Knowledge, request: Request) -> Response:
+    body = await body_of(request)
+    result = await answers.ask(k, _field(body, "collection", str), _field(body, "question", str),
+                               top_k=_field(body, "k", int, None), mode=_field(body, "mode", str, "hybrid"),
+                               **filters_of(body))
+    return json_response(result)
+
+
+async def _chat(k: Knowledge, request: Request) -> Response:
+    return await chat_completion(k, await body_of(request))
+
+
+async def _stats(k: Knowledge, request: Request) -> Response:
+    names = await k.run(k.store.list)
+    return json_response({
+        "store": "qdrant" if k.settings.qdrant_url else "qdrant-edge", "gateway": k.settings.gateway_url,
+        "embedding_model": k.settings.embedding_model, "chat_model": k.settings.chat_model,
+        "tokenizer": k.counter.description, "collections": [await k.describe(n) for n in names],
+    })
+
+
+async def _models(k: Knowledge, request: Request) -> Response:
+    return json_response(await k.gateway.get("/v1/models"))
+
+
+async def _fleet(k: Knowledge, request: Request) -> Response:
+    return json_response(await k.gateway.get("/admin/running?all=1"))
+
+
+def routes() -> list:
+    from .backup import backup_route, restore_route
+
+    def r(path: str, handler, methods: list[str]) -> Route:
+        return Route(PREFIX + path, _endpoint(handler), methods=methods)
+
+    return [
+        Route("/health", _endpoint(_health), methods=["GET"]),
+        r("/health", _health, ["GET"]),
+        r("/collections", _list, ["GET"]),
+        r("/collections", _create, ["POST"]),
+        r("/collections/{name}", _describe, ["GET"]),
+        r("/collections/{name}", _delete, ["DELETE"]),
+        r("/collections/{name}/documents", _documents, ["POST"]),
+        r("/collections/{name}/sources", _sources, ["GET"]),
+        r("/collections/{name}/sources", _delete_source, ["DELETE"]),
+        r("/search", _search, ["POST"]),
+        r("/ask", _ask, ["POST"]),
+        r("/chat/completions", _chat, ["POST"]),
+        r("/stats", _stats, ["GET"]),
+        r("/models", _models, ["GET"]),
+        r("/fleet", _fleet, ["GET"]),
+        r("/backup", backup_route, ["GET"]),
+        r("/restore", restore_route, ["POST"]),
+    ]
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    if exc.status_code == 405:
+        return error_response(MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}"))
+    return error_response(NotFound(f"no route {request.method} {request.url.path} in the knowledge service"))
+
+
+def build_app(k: Knowledge, mcp_app: Any = None, lifespan=None) -> Starlette:
+    extra = list(mcp_app.routes) if mcp_app is not None else []  # its /mcp route; our own 404s elsewhere
+    app = Starlette(routes=routes() + extra, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
+    app.state.knowledge = k
+    return app

@@ -1,0 +1,108 @@
+"""What the knowledge service needs from a vector store, and the two stores that do it.
+
+A collection holds one point per chunk: a dense vector (the embedding model's),
+a sparse keyword vector (IDF-modified, so sparse search scores like BM25) and the
+chunk's payload. Point ids are derived from (source, content hash, position), so
+writing the same file twice writes the same points. Qdrant Edge in process is the
+default (`edge.py`); a Qdrant server through qdrant-client when configured
+(`qdrant_server.py`).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from ..errors import BadRequest
+
+Mode = Literal["dense", "sparse", "hybrid"]
+MODES: tuple[str, ...] = ("dense", "sparse", "hybrid")
+INDEXED_KEYWORDS = ("source", "hash", "tags")  # payload indexes: filters, per-source deletes, facets
+RRF_K = 60  # the usual reciprocal rank fusion constant
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_ID_NAMESPACE = uuid.UUID("6f1d4a8e-1d55-4d6b-9f55-6b6e6f776c65")
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise BadRequest(
+            f"invalid collection name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            param="collection",
+        )
+    return name
+
+
+def point_id(source: str, content_hash: str, position: int) -> str:
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{source}\0{content_hash}\0{position}"))
+
+
+@dataclass
+class StorePoint:
+    id: str
+    dense: list[float]
+    sparse: tuple[list[int], list[float]]
+    payload: dict[str, Any]
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    payload: dict[str, Any]
+    dense: list[float] | None = None
+
+
+@dataclass
+class SearchSpec:
+    mode: Mode
+    limit: int
+    dense: list[float] | None = None
+    sparse: tuple[list[int], list[float]] | None = None
+    sources: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    score_threshold: float | None = None
+
+    @property
+    def candidates(self) -> int:
+        """How many each side of a hybrid search brings to the fusion."""
+        return max(self.limit * 4, 40)
+
+
+class Store(Protocol):
+    """Synchronous calls, run in worker threads; a collection has one writer at a time."""
+
+    def list(self) -> list[str]: ...
+
+    def create(self, name: str, meta: dict[str, Any]) -> None: ...
+
+    def meta(self, name: str) -> dict[str, Any]: ...
+
+    def drop(self, name: str) -> None: ...
+
+    def upsert(self, name: str, points: list[StorePoint]) -> None: ...
+
+    def delete_source(self, name: str, source: str, except_hash: str | None = None) -> None:
+        """Delete the source's points, or only those whose content hash is not ``except_hash``."""
+
+    def count(self, name: str, source: str | None = None, except_hash: str | None = None) -> int: ...
+
+    def existing(self, name: str, ids: list[str]) -> set[str]: ...
+
+    def source_counts(self, name: str) -> dict[str, int]:
+        """Points per source, whatever their state."""
+
+    def complete_documents(self, name: str) -> dict[str, dict[str, int]]:
+        """Source -> {content hash: its chunk count} for the versions whose commit marker (position 0) is stored."""
+
+    def query(self, name: str, spec: SearchSpec) -> list[Hit]: ...
+
+    def export(self, name: str, batch: int = 1000):
+        """Every point, as lists of StorePoint, ``batch`` at a time."""
+
+    def stats(self, name: str) -> dict[str, Any]: ...
+
+    def optimize(self, name: str) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,12 @@
+"""`homestack mcp`: the tools on stdin/stdout, backed by the running knowledge service."""
+
+from __future__ import annotations
+
+import anyio
+
+from .backends import HttpBackend
+from .server import build_server
+
+
+def run_stdio(client, read_only: bool) -> None:
+    anyio.run(build_server(HttpBackend(client), read_only).run_stdio_async)
