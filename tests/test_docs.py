@@ -69,7 +69,9 @@ def test_python_example_works(default_gateway):
     exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
 
 
-@pytest.mark.parametrize("route", ["/v1/models", "/health", "/admin/running", "/admin/plan"])
+@pytest.mark.parametrize(
+    "route", ["/v1/models", "/health", "/metrics", "/ui", "/admin/running", "/admin/plan", "/admin/requests"]
+)
 def test_documented_get_routes_answer(default_gateway, route):
     assert f"`GET {route}`" in README
     assert httpx.get(default_gateway.url + route).status_code == 200

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import statistics
 import subprocess
+import sys
 import time
 
 import httpx
@@ -91,3 +92,17 @@ def test_prometheus_scrapes_the_gateway_and_agrees_with_the_client(gateway_facto
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_render_writes_the_shipped_alerts_and_grafana_files(tmp_path):
+    def homestack(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "homestack", *args], capture_output=True, text=True)
+
+    alerts = homestack("render", "alerts").stdout
+    assert "HomestackRunnerRestartLoop" in alerts
+    out = homestack("render", "grafana", "-o", str(tmp_path / "grafana"))
+    assert out.returncode == 0
+    assert (tmp_path / "grafana" / "homestack-dashboard.json").exists()
+    assert (tmp_path / "grafana" / "provisioning" / "datasources" / "homestack.yaml").exists()
+    missing_dir = homestack("render", "grafana")
+    assert missing_dir.returncode == 1 and missing_dir.stderr.startswith("homestack: render grafana writes")

@@ -88,10 +88,19 @@ def _prepare(args: argparse.Namespace) -> None:
 
 
 def _render(args: argparse.Namespace) -> None:
-    from .deploy.prometheus import render_prometheus
+    from .deploy.monitoring import grafana_files, render_prometheus, shipped_alerts
 
-    target = args.target or (args.url or os.environ.get("HOMESTACK_URL") or "http://127.0.0.1:8080").split("://")[-1]
-    text = render_prometheus(target.rstrip("/"), args.interval, args.rules, args.api_key_file)
+    if args.what == "grafana":  # several files: a directory
+        if not args.output:
+            raise HomestackError("render grafana writes several files: give a directory with -o DIR")
+        for path in grafana_files(Path(args.output)):
+            print(f"wrote {path}")
+        return
+    if args.what == "alerts":
+        text = shipped_alerts()
+    else:
+        target = args.target or (args.url or os.environ.get("HOMESTACK_URL") or "http://127.0.0.1:8080").split("://")[-1]
+        text = render_prometheus(target.rstrip("/"), args.interval, args.rules, args.api_key_file)
     if args.output:
         Path(args.output).write_text(text)
         print(f"wrote {args.output}")
@@ -198,14 +207,14 @@ def _parser() -> argparse.ArgumentParser:
     p = command("plan", _plan, "Print each model's memory estimate and which models fit together.")
     p.add_argument("--config", "-c", metavar="FILE", help="fleet file (YAML)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p = command("render", _render, "Write configuration for tools beside homestack (prometheus).")
-    p.add_argument("what", choices=["prometheus"], help="what to render")
+    p = command("render", _render, "Write monitoring files: a Prometheus scrape config, alert rules, Grafana.")
+    p.add_argument("what", choices=["prometheus", "alerts", "grafana"], help="what to render")
     p.add_argument("--target", metavar="HOST:PORT", help="gateway to scrape (default: from --url or $HOMESTACK_URL)")
     p.add_argument("--url", help="gateway URL (default $HOMESTACK_URL or http://127.0.0.1:8080)")
     p.add_argument("--interval", default="15s", help="scrape interval (default 15s)")
     p.add_argument("--rules", type=Path, action="append", metavar="FILE", help="alert rule file to load (repeatable)")
     p.add_argument("--api-key-file", type=Path, metavar="FILE", help="file holding a gateway key, when api_keys are set")
-    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    p.add_argument("-o", "--output", metavar="PATH", help="write here instead of stdout (a directory for grafana)")
     p = command("prepare", _prepare, "Resolve and verify model files; record runner versions.")
     p.add_argument("--config", "-c", metavar="FILE", help="fleet file (YAML)")
 

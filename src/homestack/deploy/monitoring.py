@@ -1,16 +1,19 @@
-"""A Prometheus configuration that scrapes the gateway (one target covers every runner)."""
+"""Monitoring files for the tools beside homestack: Prometheus scrape config, alert rules, Grafana."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import yaml
+
+from ..observe.assets import ASSETS
 
 
 def render_prometheus(
     target: str, interval: str = "15s", rules: list[Path] | None = None, key_file: Path | None = None
 ) -> str:
-    """YAML for prometheus.yml; ``target`` is host:port of the gateway."""
+    """YAML for prometheus.yml; ``target`` is host:port of the gateway (one target covers every runner)."""
     job: dict[str, object] = {
         "job_name": "homestack",
         "metrics_path": "/metrics",
@@ -25,3 +28,20 @@ def render_prometheus(
     config["scrape_configs"] = [job]
     header = "# Prometheus configuration for homestack, written by `homestack render prometheus`.\n"
     return header + yaml.safe_dump(config, sort_keys=False)
+
+
+def shipped_alerts() -> str:
+    return (ASSETS / "prometheus" / "alerts.yml").read_text()
+
+
+def grafana_files(dest: Path) -> list[Path]:
+    """Copy the dashboard and its provisioning files under ``dest``; the paths written."""
+    source = ASSETS / "grafana"
+    written = []
+    for path in sorted(source.rglob("*")):
+        if path.is_file():
+            target = dest / path.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+            written.append(target)
+    return written
