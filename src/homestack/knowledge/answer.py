@@ -15,11 +15,12 @@ from ..errors import BadRequest
 from .core import Knowledge
 
 DEFAULT_MIN_RELEVANCE = 0.25  # MiniLM: unrelated text scores ~0-0.15, a passage on the topic 0.3 and up
-_MAX_TOKENS = 400
-_SYSTEM = (
-    "You answer questions using only the numbered sources below. After each statement, cite the source it comes "
-    "from as [n]. If the sources do not contain the answer, say that you do not know.\n\nSources:\n\n{sources}"
-)
+_MAX_TOKENS = 200
+_SYSTEM = "You are a careful assistant. Answer only from the numbered sources you are given, and cite them as [n]."
+# Small models follow instructions best when the sources sit right above the question.
+_USER = ("Sources:\n\n{sources}\n\nQuestion: {question}\n"
+         "Answer in one or two sentences using only these sources, and cite the source number like [1]. "
+         "If the sources do not answer the question, say that you do not know.")
 
 
 def not_found_message(collection: str) -> str:
@@ -66,8 +67,8 @@ async def retrieve(k: Knowledge, collection: str, question: str, history: list[d
               "end": h["end"], "text": h["text"]} for i, h in enumerate(relevant, 1)]
     blocks = "\n\n".join(f"[{s['n']}] {_where(s)}\n{s['text']}" for s in cited)
     earlier = [m for m in history or [] if isinstance(m, dict) and m.get("role") in ("user", "assistant")]
-    messages = [{"role": "system", "content": _SYSTEM.format(sources=blocks)}, *earlier[:-1],
-                {"role": "user", "content": question}]
+    messages = [{"role": "system", "content": _SYSTEM}, *earlier[:-1],
+                {"role": "user", "content": _USER.format(sources=blocks, question=question)}]
     answer = Answer(collection, question, cited, messages)
     answer.timings["retrieval_ms"] = (retrieved - started) * 1000
     answer.timings["prompt_ms"] = (time.perf_counter() - retrieved) * 1000
@@ -101,11 +102,12 @@ async def generate(k: Knowledge, answer: Answer, **options: Any) -> AsyncIterato
     answer.timings["generation_ms"] = (end - (first or end)) * 1000
 
 
-async def ask(k: Knowledge, collection: str, question: str, **search: Any) -> dict[str, Any]:
+async def ask(k: Knowledge, collection: str, question: str, max_tokens: int | None = None,
+              **search: Any) -> dict[str, Any]:
     if not isinstance(question, str) or not question.strip():
         raise BadRequest("'question' must be a non-empty string", param="question")
     answer = await retrieve(k, collection, question.strip(), **search)
-    async for _ in generate(k, answer):
+    async for _ in generate(k, answer, **({"max_tokens": max_tokens} if max_tokens else {})):
         pass
     return {"answer": answer.text.strip(), "sources": public_sources(answer), "collection": collection,
             "model": k.settings.chat_model, "timings": answer.timings, "usage": answer.usage}

@@ -92,7 +92,7 @@ class EdgeStore:
 
     def source_counts(self, name: str) -> dict[str, int]:
         facets = self._shard(name).facet(q.FacetRequest(key="source", limit=_FACET_LIMIT, exact=True))
-        return {hit.value: hit.count for hit in facets}
+        return {hit.value: hit.count for hit in facets if hit.count}  # deleted values linger with count 0
 
     def complete_documents(self, name: str) -> dict[str, dict[str, int]]:
         found: dict[str, dict[str, int]] = {}

@@ -76,7 +76,7 @@ class QdrantServerStore:
 
     def source_counts(self, name: str) -> dict[str, int]:
         facets = self.client.facet(self._name(name), "source", limit=_FACET_LIMIT, exact=True)
-        return {hit.value: hit.count for hit in facets.hits}
+        return {hit.value: hit.count for hit in facets.hits if hit.count}
 
     def complete_documents(self, name: str) -> dict[str, dict[str, int]]:
         found: dict[str, dict[str, int]] = {}

@@ -183,8 +183,8 @@ async def _search(k: Knowledge, request: Request) -> Response:
 async def _ask(k: Knowledge, request: Request) -> Response:
     body = await body_of(request)
     result = await answers.ask(k, _field(body, "collection", str), _field(body, "question", str),
-                               top_k=_field(body, "k", int, None), mode=_field(body, "mode", str, "hybrid"),
-                               **filters_of(body))
+                               _field(body, "max_tokens", int, None), top_k=_field(body, "k", int, None),
+                               mode=_field(body, "mode", str, "hybrid"), **filters_of(body))
     return json_response(result)
 
 
