@@ -20,8 +20,11 @@ serve: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# Each benchmark prints its figures next to a reference measured in the same run.
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/swap_storm.py
 
 install: $(STAMP)
 

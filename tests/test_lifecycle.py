@@ -113,15 +113,23 @@ def test_runner_killed_during_a_plain_request_is_502(gateway_factory):
     assert info.value.body["source"] == "runner"
 
 
-def test_a_runner_that_cannot_start_is_502_with_its_log(gateway_factory, tmp_path):
-    bogus = tmp_path / "bogus.gguf"
-    bogus.write_bytes(b"not a gguf file at all")
-    gw = gateway_factory(f"models:\n  broken:\n    runner: llama.cpp\n    model: {bogus}\n")
+def test_a_runner_that_cannot_start_is_502_with_its_log(gateway_factory):
+    fleet = SMOLLM2.format(ttl=300).replace("parallel: 4", "parallel: 4\n    args: [--no-such-flag]")
+    gw = gateway_factory(fleet.replace("smollm2-135m-instruct:", "broken:"))
     resp = httpx.post(gw.url + "/v1/chat/completions", json={"model": "broken", **CHAT}, timeout=60)
     assert resp.status_code == 502
     error = resp.json()["error"]
     assert error["source"] == "runner" and "failed to start" in error["message"]
+    assert "--no-such-flag" in error["message"]  # llama-server's own complaint, from its log
     assert not gw.running()
+
+
+def test_a_file_that_is_not_gguf_is_named_at_start_up(gateway_factory, tmp_path):
+    bogus = tmp_path / "bogus.gguf"
+    bogus.write_bytes(b"not a gguf file at all")
+    gw = gateway_factory(f"models:\n  broken:\n    runner: llama.cpp\n    model: {bogus}\n", wait=False)
+    assert gw.proc.wait(60) == 1
+    assert gw.stderr().startswith(f"homestack: {gw.home / 'fleet.yaml'}: models.broken.model: {bogus}: not a GGUF file")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])

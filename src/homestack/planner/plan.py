@@ -121,23 +121,17 @@ def build_plan(
     budgets = {d.id: d.budget(fleet.memory) for d in devices}
     gpus = [d for d in devices if d.id != "cpu"]
     models = {}
+    problems = []
     for name, spec in fleet.models.items():
         if isinstance(spec, RemoteModel):
             models[name] = ModelPlan(name, "remote", None)
             continue
-        if spec.memory is not None:
-            plan = ModelPlan(name, "configured", MemoryEstimate({"cpu": Components(overhead=spec.memory)}))
-        elif isinstance(spec, LlamaCppModel):
-            path = model_path(launch_plans[name], fleet.data_dir)
-            plan = _place_llama_cpp(name, spec, path, fleet.data_dir / "cache", gpus, budgets)
-        elif isinstance(spec, EmbeddingsModel):
-            path = model_path(launch_plans[name], fleet.data_dir)
-            plan = ModelPlan(name, "estimated", estimate_embeddings(path))
-        else:  # a command runner: only its memory: key can say what it holds
-            plan = ModelPlan(name, "unknown", None)
-        if gpus and "CUDA_VISIBLE_DEVICES" not in plan.env:
-            plan = dataclasses.replace(plan, env={"CUDA_VISIBLE_DEVICES": ""})  # planned for the CPU: keep it there
-        models[name] = dataclasses.replace(plan, pinned=spec.pinned)
+        try:
+            models[name] = _plan_model(name, spec, fleet, launch_plans[name], gpus, budgets)
+        except ConfigError as exc:  # an unreadable model file: name the key that points at it
+            problems.append(f"{source}: models.{name}.model: {exc.message}")
+    if problems:
+        raise ConfigError("\n".join(problems))
     groups = {name: frozenset(g.models) for name, g in fleet.groups.items()}
     capacity = CapacityPlan({d.id: d for d in devices}, budgets, models, groups)
     problems = capacity.problems()
@@ -146,12 +140,28 @@ def build_plan(
     return capacity
 
 
+def _plan_model(name: str, spec, fleet: FleetConfig, launch: LaunchPlan, gpus: list[Device],
+                budgets: dict[str, int]) -> ModelPlan:
+    if spec.memory is not None:
+        plan = ModelPlan(name, "configured", MemoryEstimate({"cpu": Components(overhead=spec.memory)}))
+    elif isinstance(spec, LlamaCppModel):
+        path = model_path(launch, fleet.data_dir)
+        plan = _place_llama_cpp(name, spec, path, fleet.data_dir / "cache", gpus, budgets)
+    elif isinstance(spec, EmbeddingsModel):
+        plan = ModelPlan(name, "estimated", estimate_embeddings(model_path(launch, fleet.data_dir)))
+    else:  # a command runner: only its memory: key can say what it holds
+        plan = ModelPlan(name, "unknown", None)
+    if gpus and "CUDA_VISIBLE_DEVICES" not in plan.env:
+        plan = dataclasses.replace(plan, env={"CUDA_VISIBLE_DEVICES": ""})  # planned for the CPU: keep it there
+    return dataclasses.replace(plan, pinned=spec.pinned)
+
+
 def _place_llama_cpp(
     name: str, spec: LlamaCppModel, path: Path, cache_dir: Path, gpus: list[Device], budgets: dict[str, int]
 ) -> ModelPlan:
     """The GPU with the most room that holds the whole model, else the CPU."""
+    estimate = estimate_llama_cpp(spec, path, cache_dir, gpus=1) if gpus else None
     for gpu in sorted(gpus, key=lambda d: budgets[d.id], reverse=True):
-        estimate = estimate_llama_cpp(spec, path, cache_dir, gpus=1)
         # The runner sees only this GPU (as its device 0): rename gpu0 to the real index.
         renamed = MemoryEstimate({gpu.id if d == "gpu0" else d: c for d, c in estimate.devices.items()})
         if renamed.devices.get(gpu.id, Components()).total <= budgets[gpu.id]:
