@@ -24,6 +24,7 @@ from .chunk import Chunk, chunk_blocks
 from .core import Knowledge
 from .parse import parse
 from .store import StorePoint, point_id
+from .tokens import TokenCounter
 
 
 @dataclass
@@ -81,7 +82,7 @@ async def _prepare(k: Knowledge, collection: str, meta: dict[str, Any], docs: li
             await queue.put((doc, digest, "skipped", None))
             continue
         try:
-            chunks = await k.run(_chunk, k, meta, doc)
+            chunks = await k.run(prepare_chunks, k.counter, meta, doc)
         except HomestackError as exc:
             await queue.put((doc, digest, "failed", exc.message))
             continue
@@ -90,8 +91,9 @@ async def _prepare(k: Knowledge, collection: str, meta: dict[str, Any], docs: li
     await queue.put(None)
 
 
-def _chunk(k: Knowledge, meta: dict[str, Any], doc: Document) -> list[tuple[Chunk, str, tuple]]:
-    chunks = chunk_blocks(parse(doc.data, doc.format, doc.source), k.counter, meta["chunk_tokens"], meta["chunk_overlap"])
+def prepare_chunks(counter: TokenCounter, meta: dict[str, Any], doc: Document) -> list[tuple[Chunk, str, tuple]]:
+    """Each chunk with the text to embed and its sparse vector."""
+    chunks = chunk_blocks(parse(doc.data, doc.format, doc.source), counter, meta["chunk_tokens"], meta["chunk_overlap"])
     # Embedded text carries its heading path: a chunk's meaning often depends on its section.
     return [(c, "\n".join([" > ".join(c.heading), c.text]) if c.heading else c.text, sparse.document_vector(
         " ".join([*c.heading, c.text]))) for c in chunks]
