@@ -164,14 +164,15 @@ def _eval(args: argparse.Namespace) -> None:
 def register(sub, command) -> None:
     """Add `knowledge serve`, `kb ...` and `mcp` to the `homestack` parser."""
     p = command("knowledge", lambda args: None, "The knowledge service (retrieval with cited answers).")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     serve = p.add_subparsers(dest="knowledge_command", metavar="COMMAND", required=True).add_parser(
         "serve", help="run the knowledge service alone", description="Run the knowledge service alone.")
     serve.set_defaults(func=_serve)
-    for target in (p, serve):  # the options show in `homestack knowledge --help` too
-        target.add_argument("--config", "-c", metavar="FILE", help="fleet file (YAML); its knowledge: section")
-        target.add_argument("--host", help="address to bind (default knowledge.host, 127.0.0.1)")
-        target.add_argument("--port", type=int, help="port to bind (default knowledge.port, 8081; 0 lets the OS pick)")
-        target.add_argument("--gateway", metavar="URL", help="gateway for embeddings and answers")
+    serve.add_argument("--config", "-c", metavar="FILE", help="fleet file (YAML); its knowledge: section")
+    serve.add_argument("--host", help="address to bind (default knowledge.host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default knowledge.port, 8081; 0 lets the OS pick)")
+    serve.add_argument("--gateway", metavar="URL", help="gateway for embeddings and answers")
+    p.epilog = "commands:\n  " + serve.format_usage().removeprefix("usage: ").strip()
 
     p = command("mcp", _mcp, "Serve the knowledge tools over MCP on stdio (for agents).")
     p.add_argument("--url", help="knowledge service URL (default $HOMESTACK_KNOWLEDGE_URL or http://127.0.0.1:8081)")
