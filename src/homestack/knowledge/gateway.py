@@ -16,10 +16,6 @@ import orjson
 from ..errors import BadRequest, HomestackError, ModelNotFound, RunnerError, RunnerTimeout, ServiceUnavailable
 
 
-class GatewayUnavailable(ServiceUnavailable):
-    source = "knowledge"
-
-
 class Gateway:
     def __init__(self, url: str, embedding_model: str, chat_model: str, api_key: str | None = None,
                  timeout: float = 600):
@@ -83,8 +79,8 @@ class Gateway:
         return orjson.loads(resp.content)
 
 
-def _unreachable(url: str, exc: Exception) -> GatewayUnavailable:
-    return GatewayUnavailable(f"cannot reach the gateway at {url} ({type(exc).__name__}: {exc}); "
+def _unreachable(url: str, exc: Exception) -> ServiceUnavailable:
+    return ServiceUnavailable(f"cannot reach the gateway at {url} ({type(exc).__name__}: {exc}); "
                               "is `homestack serve` running? (knowledge.gateway_url or --gateway for another address)")
 
 
@@ -100,5 +96,5 @@ def _gateway_error(resp: httpx.Response, model: str | None, url: str) -> Homesta
     if resp.status_code >= 500:
         return RunnerError(f"{model or 'the gateway'} failed: {message}")
     if resp.status_code in (401, 403):
-        return GatewayUnavailable(f"the gateway at {url} refused the knowledge service's key: {message}")
+        return ServiceUnavailable(f"the gateway at {url} refused the knowledge service's key: {message}")
     return BadRequest(f"the gateway rejected the request for {model or 'it'}: {message}")

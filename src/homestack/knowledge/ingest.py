@@ -74,6 +74,15 @@ async def ingest(k: Knowledge, collection: str, docs: list[Document]) -> AsyncIt
 
 async def _prepare(k: Knowledge, collection: str, meta: dict[str, Any], docs: list[Document], queue: asyncio.Queue):
     """Decide each document's fate and parse what must be written; None ends the queue."""
+    try:
+        await _decide(k, collection, meta, docs, queue)
+    except Exception as exc:  # handed to the writer, which raises it, rather than leaving it waiting
+        await queue.put(exc)
+        return
+    await queue.put(None)
+
+
+async def _decide(k: Knowledge, collection: str, meta: dict[str, Any], docs: list[Document], queue: asyncio.Queue):
     complete = await k.run(k.store.complete_documents, collection)
     for doc in docs:
         digest = doc.hash
@@ -88,7 +97,6 @@ async def _prepare(k: Knowledge, collection: str, meta: dict[str, Any], docs: li
             continue
         status = "replaced" if stored or await k.run(k.store.count, collection, doc.source) else "added"
         await queue.put((doc, digest, status, chunks))
-    await queue.put(None)
 
 
 def prepare_chunks(counter: TokenCounter, meta: dict[str, Any], doc: Document) -> list[tuple[Chunk, str, tuple]]:
@@ -112,6 +120,8 @@ async def _write(k: Knowledge, collection: str, queue: asyncio.Queue) -> AsyncIt
 
     while True:
         item = await queue.get()
+        if isinstance(item, Exception):
+            raise item
         if item is not None:
             doc, digest, status, chunks = item
             if status in ("skipped", "failed"):

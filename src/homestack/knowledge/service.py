@@ -66,7 +66,7 @@ async def body_of(request: Request) -> dict[str, Any]:
     return body
 
 
-def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = ..., ) -> Any:
+def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
     if name not in body or body[name] is None:
         if default is ...:
             raise BadRequest(f"missing field '{name}'", param=name)
