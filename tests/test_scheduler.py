@@ -127,3 +127,22 @@ def test_runner_memory_is_measured(gateway_factory):
     assert cpu["held_estimated"] == 400 * 2**20
     assert 0 < cpu["held_measured"] < cpu["held_estimated"]
     assert cpu["free"] > 0
+
+
+def test_alternating_models_that_never_fit_together_all_get_served(gateway_factory):
+    # max_wait 0 and min_residency 0: the most eager swapping there is. A model that has just
+    # loaded must still serve its waiting requests before it can be evicted again.
+    gw = gateway_factory(_fleet("a", "b", budget="600MiB", max_wait=0, min_residency=0))
+    statuses = []
+
+    def client(offset: int) -> None:
+        for n in range(5):
+            statuses.append(_chat(gw, "ab"[(offset + n) % 2], fake_sleep=0.05).status_code)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert statuses == [200] * 20
+    assert sum(r["loads"] for r in gw.running(all=True).values()) >= 2

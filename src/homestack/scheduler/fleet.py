@@ -202,14 +202,16 @@ class Scheduler:
         if now - self._sampled_at >= _SAMPLE_EVERY:
             self._sample_memory(now)
         self._unload_idle(now)
+        # Grant first: a model that just became ready serves what waits for it before
+        # anyone may count it idle and evict it (else two models could evict each other forever).
+        for entry in self._entries.values():
+            if entry.runner.state is State.READY and entry.name not in self._yielding:
+                self._grant(entry)
         yielding: set[str] = set()
         waiting = [e for e in self._entries.values() if e.wants_load(now)]
         for entry in sorted(waiting, key=lambda e: -e.waited(now)):  # the longest wait first
             self._admit(entry, now, yielding)
         self._yielding = yielding
-        for entry in self._entries.values():
-            if entry.runner.state is State.READY and entry.name not in yielding:
-                self._grant(entry)
 
     def _grant(self, entry: Entry) -> None:
         for waiter in entry.load_waiters:
