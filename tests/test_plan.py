@@ -15,6 +15,7 @@ from homestack.errors import ConfigError
 from homestack.planner import CapacityPlan, Components, Device, MemoryEstimate, ModelPlan, build_plan, probe_devices
 from homestack.planner.devices import cpu_device
 from homestack.runners.launch import plan_fleet
+from homestack.scheduler import Scheduler
 from homestack.scheduler.policy import pick_victims
 
 MIB = 2**20
@@ -97,6 +98,9 @@ def test_gpu_path_with_a_fake_nvml_provider(tmp_path):
     assert smollm2.env == {"CUDA_VISIBLE_DEVICES": "1"}
     assert smollm2.need["gpu1"] > 0
     assert capacity.to_dict()["devices"][2]["budget"] == int(24 * GIB * 0.8)
+    scheduler = Scheduler.build(fleet, source, gpus=FakeNvml(("Fake GPU 8G", 8 * GIB, 7 * GIB)))
+    assert scheduler.runners["smollm2"].plan.env == {"CUDA_VISIBLE_DEVICES": "0"}
+    assert scheduler.capacity.budgets["gpu0"] == int(8 * GIB * 0.8)
 
 
 def test_cpu_only_machine_plans_on_the_cpu(tmp_path):
