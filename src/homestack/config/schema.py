@@ -110,7 +110,7 @@ class Scheduling(_Strict):
         "model serves its own queue; then the models swap.",
     )
     min_residency: float = Field(
-        5, ge=0, description="Seconds a newly loaded model stays before another model may evict it."
+        5, ge=0, description="Seconds a newly loaded model that has work keeps serving before it must swap."
     )
 
 

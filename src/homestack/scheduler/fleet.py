@@ -9,10 +9,10 @@ slot and nobody ahead of it goes straight through, which is the decision the
 task would make anyway (the event loop runs one callback at a time).
 
 Anti-thrash: while a model that does not fit waits, the resident model keeps
-serving its own queue. It makes room as soon as it is idle, or once the
-newcomer has waited ``scheduling.max_wait`` since the resident became ready:
-then it takes no new requests, drains and goes. A newly loaded model stays at
-least ``scheduling.min_residency``.
+serving its own queue. It makes room as soon as it is idle with nothing queued;
+while it has work, it serves for at least ``scheduling.min_residency`` after
+loading and until the newcomer has waited ``scheduling.max_wait`` since then.
+Only then does it stop taking new requests, drain and go.
 """
 
 from __future__ import annotations
@@ -234,24 +234,23 @@ class Scheduler:
             return
         waited = entry.waited(now)
 
-        def overdue(e: Entry) -> bool:
-            # The wait a resident model answers for starts when it became ready: a queue that
-            # built up during the last swap does not cut the new residency short.
-            return min(waited, now - e.loaded_at) >= self._max_wait
+        def must_yield(e: Entry) -> bool:
+            # A model with work waiting keeps serving it for min_residency after it loaded, and
+            # until the newcomer has waited max_wait counted from then: a queue that built up
+            # during the last swap does not cut the new residency short.
+            return now - e.loaded_at >= self._min_residency and min(waited, now - e.loaded_at) >= self._max_wait
 
-        settled = [
-            e for e in resident
-            if e.runner.state is State.READY and not e.runner.pinned and now - e.loaded_at >= self._min_residency
-        ]
-        idle = [e for e in settled if e.runner.inflight == 0 and (not e.queue or overdue(e))]
+        evictable = [e for e in resident if e.runner.state is State.READY and not e.runner.pinned]
+        # Idle with nothing queued: holding it only keeps the newcomer waiting.
+        idle = [e for e in evictable if e.runner.inflight == 0 and (not e.queue or must_yield(e))]
         victims = pick_victims(self.capacity, entry.name, names, [e.name for e in eviction_order(idle)])
         if victims:
             for name in victims:
                 self._evict(self._entries[name], f"evicted for {entry.name}")
             entry.made_room = victims
             return
-        # Stop feeding the overdue models in the way, so they drain; they go once idle.
-        overdue_ones = [e for e in settled if overdue(e)]
+        # Stop feeding the models in the way whose turn is over, so they drain; they go once idle.
+        overdue_ones = [e for e in evictable if must_yield(e)]
         blocking = pick_victims(self.capacity, entry.name, names, [e.name for e in eviction_order(overdue_ones)])
         yielding.update(blocking or ())
 
