@@ -54,7 +54,7 @@ class Gateway:
         self.metrics = Metrics(scheduler) if fleet.metrics else None
         if self.metrics is not None:
             self.request_log.metrics = self.metrics
-            scheduler.on_loaded = lambda model, seconds: self.metrics.load_duration.labels(model).observe(seconds)
+            scheduler.on_loaded = self.metrics.model_loaded
         self.on_started: Callable[[], None] | None = None  # e.g. print the banner
         self._created = int(time.time())
 

@@ -12,18 +12,19 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from typing import TYPE_CHECKING, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
+
+from .series import CounterSeries, HistogramSeries, families
 
 if TYPE_CHECKING:
     from ..planner.devices import GpuProvider
     from ..scheduler import Scheduler
     from .requestlog import RequestRecord
-
-disable_created_metrics()  # *_created series double the output and no dashboard reads them
 
 # Bucket boundaries from the OpenTelemetry GenAI semantic conventions.
 _TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
@@ -44,29 +45,40 @@ def key_label(key: str) -> str:
 
 class Metrics:
     def __init__(self, scheduler: "Scheduler", gpus: "GpuProvider | None" = None):
+        self.lock = threading.Lock()  # the writer holds it per batch of records; a scrape while it reads
+        self.ttft = HistogramSeries("gen_ai_server_time_to_first_token_seconds", "Time to generate the first token.",
+                                    _GENAI, _TTFT_BUCKETS)
+        self.tpot = HistogramSeries("gen_ai_server_time_per_output_token_seconds",
+                                    "Time per output token after the first.", _GENAI, _TPOT_BUCKETS)
+        self.duration = HistogramSeries("gen_ai_server_request_duration_seconds",
+                                        "Generative AI server request duration.", (*_GENAI, "error_type"),
+                                        _DURATION_BUCKETS)
+        self.tokens = HistogramSeries("gen_ai_client_token_usage", "Input and output tokens per request.",
+                                      (*_GENAI, "gen_ai_token_type"), _TOKEN_BUCKETS)
+        self.requests = CounterSeries("homestack_requests", "Requests by model and HTTP status.", ("model", "status"))
+        self.key_requests = CounterSeries("homestack_key_requests", "Requests by API key (a hash, never the key).",
+                                          ("key",))
+        self.load_duration = HistogramSeries("homestack_model_load_duration_seconds",
+                                             "Seconds from starting a runner to ready.", ("model",), _LOAD_BUCKETS)
+        self._series = (self.ttft, self.tpot, self.duration, self.tokens, self.requests, self.key_requests,
+                        self.load_duration)
         self.registry = CollectorRegistry(auto_describe=False)
-        r = self.registry
-        self.ttft = Histogram("gen_ai_server_time_to_first_token", "Time to generate the first token.",
-                              _GENAI, unit="seconds", buckets=_TTFT_BUCKETS, registry=r)
-        self.tpot = Histogram("gen_ai_server_time_per_output_token", "Time per output token after the first.",
-                              _GENAI, unit="seconds", buckets=_TPOT_BUCKETS, registry=r)
-        self.duration = Histogram("gen_ai_server_request_duration", "Generative AI server request duration.",
-                                  (*_GENAI, "error_type"), unit="seconds", buckets=_DURATION_BUCKETS, registry=r)
-        self.tokens = Histogram("gen_ai_client_token_usage", "Input and output tokens per request.",
-                                (*_GENAI, "gen_ai_token_type"), buckets=_TOKEN_BUCKETS, registry=r)
-        self.requests = Counter("homestack_requests", "Requests by model and HTTP status.",
-                                ("model", "status"), registry=r)
-        self.key_requests = Counter("homestack_key_requests", "Requests by API key (a hash, never the key).",
-                                    ("key",), registry=r)
-        self.load_duration = Histogram("homestack_model_load_duration", "Seconds from starting a runner to ready.",
-                                       ("model",), unit="seconds", buckets=_LOAD_BUCKETS, registry=r)
-        r.register(_FleetCollector(scheduler, gpus))
+        self.registry.register(self)
+        self.registry.register(_FleetCollector(scheduler, gpus))
         self._runners = _RunnerCollector()
-        r.register(self._runners)
+        self.registry.register(self._runners)
         self._children: dict[tuple[str, str, int, str], tuple] = {}  # label lookups cached: observe runs per request
 
+    def collect(self) -> Iterable[Metric]:
+        with self.lock:
+            return families(self._series)
+
+    def model_loaded(self, model: str, seconds: float) -> None:
+        with self.lock:
+            self.load_duration.observe(self.load_duration.child(model), seconds)
+
     def observe(self, rec: "RequestRecord", duration: float) -> None:
-        """Record one finished request (called from the request log's writer thread)."""
+        """Record one finished request; the caller (the request log's writer thread) holds ``lock``."""
         # A name no model answers to is the client's text: one label value for all, so
         # nobody can grow the series without bound.
         model = rec.runner or "(unknown)"
@@ -75,37 +87,35 @@ class Metrics:
         key = (model, operation, rec.status, error)
         children = self._children.get(key)
         if children is None:
-            children = self._children[key] = self._label(model, operation, error, str(rec.status))
-        requests, duration_hist, tokens_in, tokens_out, ttft, tpot = children
-        requests.inc()
+            children = self._children[key] = self._label(model, operation, error)
+        self.requests.inc(model, str(rec.status))
         if rec.key:
-            self.key_requests.labels(rec.key).inc()
-        if duration_hist is None:  # not an OpenAI route, or no model took the request
+            self.key_requests.inc(rec.key)
+        duration_child, tokens_in, tokens_out, ttft, tpot = children
+        if duration_child is None:  # not an OpenAI route, or no model took the request
             return
-        duration_hist.observe(duration)
+        self.duration.observe(duration_child, duration)
         if error:
             return
         if rec.tokens_in is not None:
-            tokens_in.observe(rec.tokens_in)
+            self.tokens.observe(tokens_in, rec.tokens_in)
         if rec.tokens_out is not None and tokens_out is not None:
-            tokens_out.observe(rec.tokens_out)
+            self.tokens.observe(tokens_out, rec.tokens_out)
         if rec.stream and rec.first_byte is not None:
             first = rec.first_byte - rec.started
-            ttft.observe(first)
+            self.ttft.observe(ttft, first)
             if rec.tokens_out and rec.tokens_out > 1:
-                tpot.observe((duration - first) / (rec.tokens_out - 1))
+                self.tpot.observe(tpot, (duration - first) / (rec.tokens_out - 1))
 
-    def _label(self, model: str, operation: str, error: str, status: str) -> tuple:
-        requests = self.requests.labels(model, status)
+    def _label(self, model: str, operation: str, error: str) -> tuple:
         if not operation or model == "(unknown)":
-            return requests, None, None, None, None, None
+            return None, None, None, None, None
         return (
-            requests,
-            self.duration.labels(model, operation, error),
-            self.tokens.labels(model, operation, "input"),
-            self.tokens.labels(model, operation, "output") if operation != "embeddings" else None,
-            self.ttft.labels(model, operation),
-            self.tpot.labels(model, operation),
+            self.duration.child(model, operation, error),
+            self.tokens.child(model, operation, "input"),
+            self.tokens.child(model, operation, "output") if operation != "embeddings" else None,
+            self.ttft.child(model, operation),
+            self.tpot.child(model, operation),
         )
 
     def render(self, runner_texts: dict[str, str | None]) -> bytes:

@@ -110,14 +110,18 @@ class RequestLog:
         reported = 0
         while True:
             closing = self._closing.wait(self._INTERVAL)
-            lines = []
+            batch = []
             while self._pending:  # deque.popleft is atomic: no lock with the event loop
-                rec, done, wall = self._pending.popleft()
+                batch.append(self._pending.popleft())
+            if batch and self.metrics is not None:
+                with self.metrics.lock:  # once per batch, not per record
+                    for rec, done, _ in batch:
+                        self.metrics.observe(rec, done - rec.started)
+            lines = []
+            for rec, done, wall in batch:
                 entry = self._entry(rec, done, wall)
                 lines.append(orjson.dumps(entry))
                 self.recent.append(entry)
-                if self.metrics is not None:
-                    self.metrics.observe(rec, done - rec.started)
             if self.dropped != reported:
                 lines.append(orjson.dumps({"event": "request_log_dropped", "lines": self.dropped - reported}))
                 reported = self.dropped
