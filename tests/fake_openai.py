@@ -3,13 +3,15 @@
 It answers every chat completion with a fixed reply, streamed or not, after
 ``fake_sleep`` seconds if the request says so; ``GET /stats`` tells the most
 requests it served at once.
-Run: python tests/fake_openai.py --port PORT [--startup-delay SECONDS] [--tag TAG]
+Run: python tests/fake_openai.py --port PORT [--startup-delay SECONDS] [--stop-delay SECONDS] [--tag TAG]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import socket
 import threading
 import time
@@ -98,7 +100,10 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--startup-delay", type=float, default=0, help="seconds before listening (a slow load)")
     parser.add_argument("--tag", help="ignored; lets a test find this process")
+    parser.add_argument("--stop-delay", type=float, default=0, help="seconds between SIGTERM and exiting")
     args = parser.parse_args()
+    if args.stop_delay:
+        signal.signal(signal.SIGTERM, lambda *_: (time.sleep(args.stop_delay), os._exit(0)))
     time.sleep(args.startup_delay)
     ThreadingHTTPServer(("127.0.0.1", args.port), Handler).serve_forever()
 

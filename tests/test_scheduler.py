@@ -146,3 +146,15 @@ def test_alternating_models_that_never_fit_together_all_get_served(gateway_facto
         t.join(60)
     assert statuses == [200] * 20
     assert sum(r["loads"] for r in gw.running(all=True).values()) >= 2
+
+
+def test_one_eviction_is_enough_while_the_victim_is_still_stopping(gateway_factory):
+    slow_stop = _fleet("a", "b", "c").replace("'--tag', 'a'", "'--tag', 'a', '--stop-delay', '1.5'")
+    gw = gateway_factory(slow_stop)
+    assert _chat(gw, "a").status_code == 200
+    assert _chat(gw, "b").status_code == 200
+    assert _chat(gw, "c").status_code == 200
+    running = gw.running(all=True)
+    assert running["a"]["state"] == "stopped"  # the least recently used made room
+    assert running["b"]["state"] == "ready"  # and nothing more was evicted while a stopped
+    assert running["c"]["last_swap_reason"] == "loaded for a request; evicted a"

@@ -182,6 +182,8 @@ class Scheduler:
             self._task.cancel()
         for task in list(self._background):
             task.cancel()
+        for runner in self.runners.values():
+            runner.cancel_requested = True  # a load in progress ends at its next health check
         await asyncio.gather(*(r.stop() for r in self.runners.values()), return_exceptions=True)
         for runner in self.runners.values():
             runner.log.close()
@@ -232,6 +234,8 @@ class Scheduler:
         if self.capacity.fits([*names, entry.name]):
             self._start_load(entry)
             return
+        if any(self._entries[name].runner.state is State.STOPPING for name in entry.made_room):
+            return  # the models already evicted for it are still stopping: wait, evict no more
         waited = entry.waited(now)
 
         def must_yield(e: Entry) -> bool:
@@ -246,8 +250,8 @@ class Scheduler:
         victims = pick_victims(self.capacity, entry.name, names, [e.name for e in eviction_order(idle)])
         if victims:
             for name in victims:
-                self._evict(self._entries[name], f"evicted for {entry.name}")
-            entry.made_room = victims
+                self._evict(self._entries[name], f"evicted for {entry.name}", "room")
+            entry.made_room += victims
             return
         # Stop feeding the models in the way whose turn is over, so they drain; they go once idle.
         overdue_ones = [e for e in evictable if must_yield(e)]
@@ -258,6 +262,10 @@ class Scheduler:
         entry.load_task = self._spawn(self._load(entry))
 
     async def _load(self, entry: Entry) -> None:
+        if not (entry.queue or entry.load_waiters or entry.runner.pinned):
+            entry.load_task = None  # every request left before the load began
+            self._wakeup.set()
+            return
         started = time.monotonic()
         cause = "pinned" if entry.runner.pinned else "request" if entry.queue else "admin"
         evicted, entry.made_room = entry.made_room, []
@@ -265,11 +273,13 @@ class Scheduler:
             await entry.runner.ensure_ready()
         except HomestackError as exc:
             if isinstance(exc, ClientClosed):
+                # Its waiters left; requests that came since then get a load of their own.
                 kind, entry.last_reason = "cancelled", "load cancelled"
             else:
-                kind, entry.last_reason = "timeout" if isinstance(exc, RunnerTimeout) else "error", f"load failed: {exc.message}"
+                kind = "timeout" if isinstance(exc, RunnerTimeout) else "error"
+                entry.last_reason = f"load failed: {exc.message}"
+                self._fail_waiters(entry, exc)
             self.counters["load_failed", entry.name, kind] += 1
-            self._fail_waiters(entry, exc)
             if entry.runner.pinned:
                 entry.retry_at = time.monotonic() + _RETRY_DELAYS[min(entry.failures, len(_RETRY_DELAYS) - 1)]
                 entry.failures += 1
@@ -299,10 +309,10 @@ class Scheduler:
                 waiter.set_exception(exc)
         entry.load_waiters.clear()
 
-    def _evict(self, entry: Entry, reason: str) -> None:
+    def _evict(self, entry: Entry, reason: str, kind: str) -> None:
         entry.last_reason = reason
         entry.evictions += 1
-        self.counters["evicted", entry.name, "room" if reason.startswith("evicted") else "ttl"] += 1
+        self.counters["evicted", entry.name, kind] += 1
         entry.runner.log.write(f"[homestack] {entry.name}: {reason}")
         entry.runner.begin_stop()
 
@@ -318,7 +328,7 @@ class Scheduler:
                 and not entry.queue
                 and now - runner.last_used >= runner.ttl
             ):
-                self._evict(entry, f"idle for {runner.ttl:g} s (ttl)")
+                self._evict(entry, f"idle for {runner.ttl:g} s (ttl)", "ttl")
 
     def _sample_memory(self, now: float) -> None:
         self._sampled_at = now
