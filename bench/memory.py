@@ -28,7 +28,7 @@ from homestack.config import LlamaCppModel
 from homestack.config.schema import default_data_dir
 from homestack.planner import estimate_llama_cpp
 from homestack.runners.binaries import find_llama_server
-from homestack.runners.launch import _llama_cpp_argv
+from homestack.runners.launch import llama_cpp_argv
 
 MIB = 1 << 20
 _LOGGED = {
@@ -95,7 +95,7 @@ def _vm_rss(pid: int) -> int:
 def measure(binary: Path, spec: LlamaCppModel, path: Path, workdir: Path, fill: float = 0.9) -> dict:
     """Logged buffer sizes (bytes) and VmRSS after a prompt fills ``fill`` of every slot."""
     port, log = _free_port(), workdir / "llama-server.log"
-    argv = _llama_cpp_argv(binary, "bench", spec, port, path) + ["-lv", "4"]
+    argv = llama_cpp_argv(binary, "bench", spec, port, path) + ["-lv", "4"]
     with log.open("w") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
     try:

@@ -16,7 +16,7 @@ from homestack.planner import gguf as gguf_module
 from homestack.planner.estimate import MIB, estimate_from_settings, server_settings
 from homestack.planner.gguf import GGUFInfo, Tensor
 from homestack.runners.binaries import find_llama_server
-from homestack.runners.launch import _llama_cpp_argv
+from homestack.runners.launch import llama_cpp_argv
 
 _BENCH = Path(__file__).parent.parent / "bench" / "memory.py"
 
@@ -37,7 +37,7 @@ def _spec(**fields) -> LlamaCppModel:
 
 
 def _settings(spec: LlamaCppModel):
-    return server_settings(_llama_cpp_argv(Path("llama-server"), "m", spec, 0, Path("m.gguf"))[1:], spec.env)
+    return server_settings(llama_cpp_argv(Path("llama-server"), "m", spec, 0, Path("m.gguf"))[1:], spec.env)
 
 
 # A small made-up model: 4 layers, 2 KV heads of 64, layers 0-2 sliding (window 512), 3 global.
@@ -132,10 +132,10 @@ def test_args_and_env_override_the_spec_fields_and_default_context_is_the_models
 
 
 def test_homestack_bounds_llama_server_memory_unless_the_user_sets_it():
-    argv = _llama_cpp_argv(Path("llama-server"), "m", _spec(), 0, Path("m.gguf"))
+    argv = llama_cpp_argv(Path("llama-server"), "m", _spec(), 0, Path("m.gguf"))
     assert " ".join(argv).count("--fit off --cache-ram 0 --ctx-checkpoints 2") == 1
     user = _spec(args=["-cram", "512", "--swa_checkpoints", "8"], env={"LLAMA_ARG_FIT": "on"})
-    argv = _llama_cpp_argv(Path("llama-server"), "m", user, 0, Path("m.gguf"))
+    argv = llama_cpp_argv(Path("llama-server"), "m", user, 0, Path("m.gguf"))
     assert "--fit" not in argv and "--cache-ram" not in argv and "--ctx-checkpoints" not in argv
     # the user's prompt cache and checkpoints are planned for: 512 MiB, 8 x one window of SWA cells
     extra = _cpu(user)["cpu"].overhead - _cpu(_spec())["cpu"].overhead

@@ -76,7 +76,7 @@ def test_fits_counts_memory_and_groups():
     assert plan.fits(["a", "b"])
     assert not plan.fits(["a", "b", "c"])
     assert not plan.fits(["a", "c"])  # 800 MiB would fit, the group says no
-    assert plan.resident_sets() == [["a", "b"], ["b", "c"]]
+    assert plan.resident_sets == [["a", "b"], ["b", "c"]]
 
 
 def test_victims_are_taken_in_order_and_unneeded_ones_kept():

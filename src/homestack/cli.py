@@ -64,7 +64,7 @@ def _plan(args: argparse.Namespace) -> None:
             rows.append((m.name, device or "-", *(format_size(v) if v is not None else "-" for v in sizes), m.basis))
     _print_table(rows)
     print(f"\nResident together within the budget (headroom {fleet.memory.headroom:g}):")
-    for names in capacity.resident_sets():
+    for names in capacity.resident_sets:
         print("  " + " + ".join(names))
     for name, members in capacity.groups.items():
         print(f"Group {name}: one of {', '.join(sorted(members))} at a time")

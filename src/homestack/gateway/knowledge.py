@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..runners.logs import LogTail
-from ..runners.process import spawn, terminate
+from ..runners.process import retry_delay, spawn, terminate
 
-_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)  # seconds before restarting a service that exited
 _STABLE = 60.0  # seconds up after which a restart counts as a fresh start again
 
 
@@ -38,11 +37,14 @@ class KnowledgeSupervisor:
         self._proc: asyncio.subprocess.Process | None = None
 
     @classmethod
-    def for_fleet(cls, config: str | None, host: str, port: int, gateway_url: str, data_dir: Path) -> "KnowledgeSupervisor":
+    def for_fleet(cls, config: str | None, host: str, port: int, gateway_url: str, data_dir: Path,
+                  no_auth: bool = False) -> "KnowledgeSupervisor":
         argv = [sys.executable, "-m", "homestack", "knowledge", "serve", "--host", host, "--port", str(port),
                 "--gateway", gateway_url]
         if config is not None:
             argv += ["--config", config]
+        if no_auth:  # `serve --no-auth` allows a non-loopback knowledge.host as well
+            argv.append("--no-auth")
         return cls(argv, data_dir / "logs" / "knowledge.log")
 
     def start(self) -> None:
@@ -51,7 +53,7 @@ class KnowledgeSupervisor:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-        if self._proc is not None:
+        if self._proc is not None and self._proc.returncode is None:
             await terminate(self._proc)
         self.log.close()
 
@@ -66,8 +68,13 @@ class KnowledgeSupervisor:
                 code = await self._proc.wait()
             except OSError as exc:
                 code = f"could not start ({exc})"
-            failures = 0 if loop.time() - started > _STABLE else failures + 1
-            delay = _BACKOFF[min(failures, len(_BACKOFF)) - 1] if failures else _BACKOFF[0]
+            failures = 1 if loop.time() - started > _STABLE else failures + 1
+            delay = retry_delay(failures)
             self.restarts += 1
-            self.log.write(f"[homestack] the knowledge service exited ({code}); restarting in {delay:g} s")
+            last = self.log.tail(1)  # its own last words, usually why
+            message = f"the knowledge service exited ({code}); restarting in {delay:g} s"
+            self.log.write(f"[homestack] {message}")
+            if failures == 1:  # say it where the operator looks, once per run of failures
+                why = f" after: {last[0]}" if last else ""
+                print(f"homestack: {message}{why} (log: {self.log.path})", file=sys.stderr, flush=True)
             await asyncio.sleep(delay)

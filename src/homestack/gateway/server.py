@@ -86,7 +86,8 @@ def serve(fleet: FleetConfig, config: str | None, no_auth: bool = False) -> None
     url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     if knowledge_port:
         gateway.supervisor = KnowledgeSupervisor.for_fleet(
-            config, knowledge.host, knowledge_port, knowledge.gateway_url or _local(url, host), fleet.data_dir
+            config, knowledge.host, knowledge_port, knowledge.gateway_url or _local(url, host), fleet.data_dir,
+            no_auth,
         )
     gateway.on_started = lambda: _banner(gateway, url)
     config = uvicorn.Config(

@@ -26,7 +26,7 @@ def _serve(args: argparse.Namespace) -> None:
     from ..config import load_fleet
     from .server import serve
 
-    serve(load_fleet(args.config), args.host, args.port, args.gateway)
+    serve(load_fleet(args.config), args.host, args.port, args.gateway, no_auth=args.no_auth)
 
 
 def _mcp(args: argparse.Namespace) -> None:
@@ -169,6 +169,7 @@ def register(sub, command) -> None:
     serve.set_defaults(func=_serve)
     serve.add_argument("--config", "-c", metavar="FILE", help="fleet file (YAML); its knowledge: section")
     serve.add_argument("--host", help="address to bind (default knowledge.host, 127.0.0.1)")
+    serve.add_argument("--no-auth", action="store_true", help="allow a non-loopback address (it checks no keys)")
     serve.add_argument("--port", type=int, help="port to bind (default knowledge.port, 8081; 0 lets the OS pick)")
     serve.add_argument("--gateway", metavar="URL", help="gateway for embeddings and answers")
     p.epilog = "commands:\n  " + serve.format_usage().removeprefix("usage: ").strip()

@@ -6,6 +6,7 @@ of the JSON); gateway errors become our own, naming the model and the gateway.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any, AsyncIterator
 
@@ -14,6 +15,8 @@ import numpy as np
 import orjson
 
 from ..errors import BadRequest, HomestackError, ModelNotFound, RunnerError, RunnerTimeout, ServiceUnavailable
+
+_QUEUE_FULL_RETRIES = 10  # 429s from the gateway waited out (each up to its Retry-After) before giving up
 
 
 class Gateway:
@@ -70,10 +73,16 @@ class Gateway:
         return resp.json()
 
     async def _post(self, path: str, body: dict[str, Any], model: str) -> dict[str, Any]:
-        try:
-            resp = await self.http.post(path, content=orjson.dumps(body), headers={"Content-Type": "application/json"})
-        except httpx.TransportError as exc:
-            raise _unreachable(self.url, exc) from None
+        content = orjson.dumps(body)
+        for attempt in range(_QUEUE_FULL_RETRIES + 1):
+            try:
+                resp = await self.http.post(path, content=content, headers={"Content-Type": "application/json"})
+            except httpx.TransportError as exc:
+                raise _unreachable(self.url, exc) from None
+            if resp.status_code != 429 or attempt == _QUEUE_FULL_RETRIES:
+                break
+            # The model's queue is full: a long ingest waits its turn instead of failing.
+            await asyncio.sleep(min(float(resp.headers.get("retry-after") or 1), 30.0))
         if resp.status_code != 200:
             raise _gateway_error(resp, model, self.url)
         return orjson.loads(resp.content)

@@ -36,13 +36,20 @@ def _bind(host: str, port: int) -> socket.socket:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
-def serve(fleet: FleetConfig, host: str | None, port: int | None, gateway_url: str | None) -> None:
+def serve(fleet: FleetConfig, host: str | None, port: int | None, gateway_url: str | None,
+          no_auth: bool = False) -> None:
+    from ..gateway.server import is_loopback
     from ..mcp.server import build_mcp
     from .service import build_app
 
+    host = host or fleet.knowledge.host
+    if not is_loopback(host) and not no_auth:
+        raise ConfigError(
+            f"refusing to serve the knowledge service on {host}: it checks no API keys; keep it on 127.0.0.1 "
+            "and reach it through the gateway's /v1/knowledge/ (which does), or pass --no-auth"
+        )
     settings = Settings.from_fleet(fleet, gateway_url)
     lock = _lock(settings.data_dir)
-    host = host or fleet.knowledge.host
     sock = _bind(host, fleet.knowledge.port if port is None else port)
     bound_host, bound_port = sock.getsockname()[:2]
     k = Knowledge(settings, open_store(settings), Gateway(settings.gateway_url, settings.embedding_model,

@@ -44,7 +44,7 @@ def key_label(key: str) -> str:
 
 
 class Metrics:
-    def __init__(self, scheduler: "Scheduler", gpus: "GpuProvider | None" = None):
+    def __init__(self, scheduler: "Scheduler"):
         self.lock = threading.Lock()  # the writer holds it per batch of records; a scrape while it reads
         self.ttft = HistogramSeries("gen_ai_server_time_to_first_token_seconds", "Time to generate the first token.",
                                     _GENAI, _TTFT_BUCKETS)
@@ -64,7 +64,7 @@ class Metrics:
                         self.load_duration)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
-        self.registry.register(_FleetCollector(scheduler, gpus))
+        self.registry.register(_FleetCollector(scheduler, scheduler.gpus))
         self._runners = _RunnerCollector()
         self.registry.register(self._runners)
         self._children: dict[tuple[str, str, int, str], tuple] = {}  # label lookups cached: observe runs per request

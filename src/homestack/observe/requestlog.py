@@ -10,6 +10,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from collections import deque
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -106,6 +107,19 @@ class RequestLog:
         self._closing.set()
         self._thread.join(timeout=5)
 
+    def _process(self, batch: list[tuple[RequestRecord, float, float]]) -> list[bytes]:
+        """Record the batch's metrics (one lock for all) and return its log lines."""
+        if batch and self.metrics is not None:
+            with self.metrics.lock:
+                for rec, done, _ in batch:
+                    self.metrics.observe(rec, done - rec.started)
+        lines = []
+        for rec, done, wall in batch:
+            entry = self._entry(rec, done, wall)
+            lines.append(orjson.dumps(entry))
+            self.recent.append(entry)
+        return lines
+
     def _drain(self) -> None:
         reported = 0
         while True:
@@ -113,15 +127,11 @@ class RequestLog:
             batch = []
             while self._pending:  # deque.popleft is atomic: no lock with the event loop
                 batch.append(self._pending.popleft())
-            if batch and self.metrics is not None:
-                with self.metrics.lock:  # once per batch, not per record
-                    for rec, done, _ in batch:
-                        self.metrics.observe(rec, done - rec.started)
-            lines = []
-            for rec, done, wall in batch:
-                entry = self._entry(rec, done, wall)
-                lines.append(orjson.dumps(entry))
-                self.recent.append(entry)
+            try:
+                lines = self._process(batch)
+            except Exception:  # a bug here must not end request logs and metrics for good
+                traceback.print_exc(file=sys.stderr)
+                lines = []
             if self.dropped != reported:
                 lines.append(orjson.dumps({"event": "request_log_dropped", "lines": self.dropped - reported}))
                 reported = self.dropped

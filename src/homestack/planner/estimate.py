@@ -16,7 +16,7 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from ..config import LlamaCppModel
 from ..errors import ConfigError
-from ..runners.launch import _llama_cpp_argv
+from ..runners.launch import llama_cpp_argv
 from .gguf import GGUFInfo, layer_of, read_gguf_info
 
 MIB = 1 << 20
@@ -77,7 +77,7 @@ class MemoryEstimate:
 def estimate_llama_cpp(spec: LlamaCppModel, model_path: Path, cache_dir: Path | None, gpus: int = 0) -> MemoryEstimate:
     """What llama-server will hold for ``spec`` with ``gpus`` GPUs (layers split evenly)."""
     info = read_gguf_info(model_path, cache_dir)
-    argv = _llama_cpp_argv(Path("llama-server"), "model", spec, 0, model_path)
+    argv = llama_cpp_argv(Path("llama-server"), "model", spec, 0, model_path)
     return estimate_from_settings(info, server_settings(argv[1:], spec.env), gpus)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import combinations
 from pathlib import Path
 from typing import Iterable
@@ -30,17 +31,17 @@ class ModelPlan:
     pinned: bool = False
     env: dict[str, str] = field(default_factory=dict)  # CUDA_VISIBLE_DEVICES for the runner
 
-    @property
+    @cached_property
     def need(self) -> dict[str, int]:
         """Bytes per device id."""
         return {d: c.total for d, c in self.estimate.devices.items()} if self.estimate else {}
 
-    @property
+    @cached_property
     def device(self) -> str | None:
         need = self.need
         return max(need, key=need.get) if need else None
 
-    @property
+    @cached_property
     def total(self) -> int:
         return sum(self.need.values())
 
@@ -68,8 +69,9 @@ class CapacityPlan:
                 held[device] = held.get(device, 0) + size
         return all(size <= self.budgets.get(device, 0) for device, size in held.items())
 
+    @cached_property
     def resident_sets(self) -> list[list[str]]:
-        """The largest sets of local models that can be loaded together (each maximal)."""
+        """The largest sets of local models that can be loaded together (each maximal); computed once."""
         local = [m for m, p in self.models.items() if p.need]
         if len(local) > _MAX_EXACT:
             return [[m] for m in local if self.fits([m])]
@@ -109,7 +111,7 @@ class CapacityPlan:
         return {
             "devices": [{**d.to_dict(), "budget": self.budgets[d.id]} for d in self.devices.values()],
             "models": [p.to_dict() for p in self.models.values()],
-            "resident_sets": self.resident_sets(),
+            "resident_sets": self.resident_sets,
             "groups": {name: sorted(members) for name, members in self.groups.items()},
         }
 

@@ -27,7 +27,7 @@ class LaunchPlan:
 
     def argv(self, name: str, spec: ModelConfig, port: int, model_path: Path | None) -> list[str]:
         if isinstance(spec, LlamaCppModel):
-            return _llama_cpp_argv(self.binary, name, spec, port, model_path)
+            return llama_cpp_argv(self.binary, name, spec, port, model_path)
         if isinstance(spec, EmbeddingsModel):
             return [
                 sys.executable, "-m", "homestack.runners.embeddings_server",
@@ -45,7 +45,7 @@ def _fill(arg: str, values: dict[str, str]) -> str:
     return arg
 
 
-def _llama_cpp_argv(binary, name: str, spec: LlamaCppModel, port: int, model_path) -> list[str]:
+def llama_cpp_argv(binary, name: str, spec: LlamaCppModel, port: int, model_path) -> list[str]:
     argv = [
         str(binary), "--model", str(model_path), "--alias", name,
         "--host", "127.0.0.1", "--port", str(port), "--parallel", str(spec.parallel),

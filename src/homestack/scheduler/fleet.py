@@ -31,13 +31,13 @@ from ..planner import CapacityPlan, GpuProvider, build_plan, probe_devices
 from ..planner.devices import process_memory
 from ..runners import HealthProbe, Runner, State
 from ..runners.launch import plan_fleet
+from ..runners.process import retry_delay
 from .entry import Entry, Ticket
 from .policy import eviction_order, pick_victims
 
 _TICK = 0.25  # seconds between passes when nothing wakes the task (TTL, max_wait, min_residency)
 _SAMPLE_EVERY = 2.0  # seconds between resident-memory samples
 _UNLOAD_DRAIN = 30.0  # seconds in-flight requests get when a model is unloaded by hand
-_RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)  # a pinned model that fails to load is retried after these
 
 
 class Scheduler:
@@ -59,7 +59,7 @@ class Scheduler:
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[object]] = set()
         self._sampled_at = 0.0
-        self._gpus = gpus
+        self.gpus = gpus  # the GPU provider (NVML unless a test gives a fake)
 
     @classmethod
     def build(cls, fleet: FleetConfig, source: str, gpus: GpuProvider | None = None) -> "Scheduler":
@@ -156,7 +156,7 @@ class Scheduler:
     def plan_report(self) -> dict[str, object]:
         """The capacity plan, with each device's free memory now and what the runners hold on it."""
         report = self.capacity.to_dict()
-        free = {d.id: d.free for d in probe_devices(self._gpus)}
+        free = {d.id: d.free for d in probe_devices(self.gpus)}
         resident = [e for e in self._entries.values() if e.resident]
         for device in report["devices"]:
             device["free"] = free.get(device["id"], device["free"])
@@ -281,8 +281,8 @@ class Scheduler:
                 self._fail_waiters(entry, exc)
             self.counters["load_failed", entry.name, kind] += 1
             if entry.runner.pinned:
-                entry.retry_at = time.monotonic() + _RETRY_DELAYS[min(entry.failures, len(_RETRY_DELAYS) - 1)]
                 entry.failures += 1
+                entry.retry_at = time.monotonic() + retry_delay(entry.failures)
         else:
             entry.loaded_at = time.monotonic()
             entry.load_seconds = entry.loaded_at - started
@@ -341,7 +341,7 @@ class Scheduler:
         entry.measured = None
         if reason and reason.startswith("exited"):
             entry.last_reason = reason
-            entry.retry_at = time.monotonic() + _RETRY_DELAYS[0]  # a pinned model restarts after a breath
+            entry.retry_at = time.monotonic() + retry_delay(1)  # a pinned model restarts after a breath
             self.counters["restart", runner.name, ""] += 1
         self._wakeup.set()
 
