@@ -124,3 +124,26 @@ def test_nobody_listening_is_an_error():
             await pool.request(b"POST", "http://127.0.0.1:9/v1", "/x", b"{}")
 
     _run(main())
+
+
+def test_closed_connections_leave_the_pool():
+    async def handler(reader, writer):
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()  # as a runner that stops does: its port is never used again
+
+    async def main():
+        server, url = await _serve(handler)
+        pool = UpstreamPool(2, 2)
+        resp = await pool.request(b"POST", url, "/chat/completions", b"{}")
+        assert await resp.read() == b"ok"
+        for _ in range(100):
+            if not pool._idle:
+                break
+            await asyncio.sleep(0.01)
+        assert pool._idle == {}
+        server.close()
+        pool.close()
+
+    _run(main())

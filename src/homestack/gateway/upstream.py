@@ -17,6 +17,9 @@ from urllib.parse import urlsplit
 import httptools
 
 
+_MAX_ORIGINS = 256
+
+
 class UpstreamError(ConnectionError):
     """The runner closed the connection or sent something that is not HTTP."""
 
@@ -105,6 +108,7 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._cancel_timer()
+        self.pool._forget(self)
         if self.complete:
             return
         if self.headers_complete and not self.framed and exc is None:
@@ -207,6 +211,8 @@ class UpstreamPool:
         """Send ``body`` to ``base_url + path``; return once the status line and headers are in."""
         origin = self._origins.get(base_url)
         if origin is None:
+            if len(self._origins) >= _MAX_ORIGINS:  # each runner load is a new port: parsed URLs must not pile up
+                self._origins.clear()
             origin = self._origins[base_url] = _Origin(base_url)
         head = b"".join((
             method, b" ", origin.prefix, path.encode(), b" HTTP/1.1\r\nHost: ", origin.host_header,
@@ -270,6 +276,14 @@ class UpstreamPool:
 
     def _release(self, conn: _Connection) -> None:
         self._idle.setdefault(conn.key, []).append(conn)
+
+    def _forget(self, conn: _Connection) -> None:
+        """A closed connection leaves the pool: runners come and go on new ports, nothing must pile up."""
+        idle = self._idle.get(conn.key)
+        if idle is not None and conn in idle:
+            idle.remove(conn)
+            if not idle:
+                del self._idle[conn.key]
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
