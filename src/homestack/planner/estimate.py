@@ -17,6 +17,7 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 from ..config import LlamaCppModel
 from ..errors import ConfigError
 from ..runners.launch import llama_cpp_argv
+from ..runners.llama_options import FLAG_ENV, FLAGS, VALUE_OPTIONS, spelling
 from .gguf import GGUFInfo, layer_of, read_gguf_info
 
 MIB = 1 << 20
@@ -135,25 +136,9 @@ class ServerSettings:
         return self.flash_attn.lower() in ("off", "0", "false", "disabled", "no")
 
 
-# option spellings -> field; "--" options may use "_" for "-", as llama.cpp accepts
-_VALUE_OPTIONS = {
-    "ctx_size": ("-c", "--ctx-size"), "parallel": ("-np", "--parallel"), "batch": ("-b", "--batch-size"),
-    "ubatch": ("-ub", "--ubatch-size"), "type_k": ("-ctk", "--cache-type-k"), "type_v": ("-ctv", "--cache-type-v"),
-    "flash_attn": ("-fa", "--flash-attn"), "gpu_layers": ("-ngl", "--gpu-layers", "--n-gpu-layers"),
-    "cache_ram_mib": ("-cram", "--cache-ram"), "ctx_checkpoints": ("-ctxcp", "--ctx-checkpoints", "--swa-checkpoints"),
-    "kv_unified_per_slot": ("--kv-unified-per-slot",),
-}
-_FLAGS = {"--swa-full": ("swa_full", True), "-kvu": ("kv_unified", True), "--kv-unified": ("kv_unified", True),
-          "-no-kvu": ("kv_unified", False), "--no-kv-unified": ("kv_unified", False)}
-_ENV = {
-    "LLAMA_ARG_CTX_SIZE": "ctx_size", "LLAMA_ARG_N_PARALLEL": "parallel", "LLAMA_ARG_BATCH": "batch",
-    "LLAMA_ARG_UBATCH": "ubatch", "LLAMA_ARG_CACHE_TYPE_K": "type_k", "LLAMA_ARG_CACHE_TYPE_V": "type_v",
-    "LLAMA_ARG_FLASH_ATTN": "flash_attn", "LLAMA_ARG_N_GPU_LAYERS": "gpu_layers",
-    "LLAMA_ARG_CACHE_RAM": "cache_ram_mib", "LLAMA_ARG_CTX_CHECKPOINTS": "ctx_checkpoints",
-    "LLAMA_ARG_SWA_FULL": "swa_full", "LLAMA_ARG_KV_UNIFIED": "kv_unified",
-    "LLAMA_ARG_KV_UNIFIED_PER_SLOT": "kv_unified_per_slot",
-}
-_OPTION_FIELD = {spelling: name for name, spellings in _VALUE_OPTIONS.items() for spelling in spellings}
+_OPTION_FIELD = {spelling: name for name, (spellings, _) in VALUE_OPTIONS.items() for spelling in spellings}
+_ENV = {variable: name for name, (_, variable) in VALUE_OPTIONS.items()} | FLAG_ENV
+_SIZED = {f.name for f in fields(ServerSettings)}  # the options that change memory; --fit, say, does not
 
 
 def server_settings(args: list[str], env: dict[str, str] | None = None) -> ServerSettings:
@@ -164,15 +149,16 @@ def server_settings(args: list[str], env: dict[str, str] | None = None) -> Serve
             values[name] = env[var]
     i = 0
     while i < len(args):
-        arg = args[i].replace("_", "-") if args[i].startswith("--") else args[i]
+        arg = spelling(args[i])
         if arg in _OPTION_FIELD and i + 1 < len(args):
             values[_OPTION_FIELD[arg]] = args[i + 1]
             i += 1
-        elif arg in _FLAGS:
-            name, value = _FLAGS[arg]
+        elif arg in FLAGS:
+            name, value = FLAGS[arg]
             values[name] = value
         i += 1
-    return replace(ServerSettings(), **{name: _convert(name, value) for name, value in values.items()})
+    sized = {name: _convert(name, value) for name, value in values.items() if name in _SIZED}
+    return replace(ServerSettings(), **sized)
 
 
 def _convert(name: str, value: str | bool):

@@ -15,6 +15,7 @@ from ..artifacts import check_reference, resolve_model
 from ..config import CommandModel, EmbeddingsModel, FleetConfig, LlamaCppModel, ModelConfig, RemoteModel
 from ..errors import ConfigError, HomestackError
 from .binaries import find_llama_server, llama_server_version
+from .llama_options import user_sets
 
 
 @dataclass(frozen=True)
@@ -60,13 +61,9 @@ def llama_cpp_argv(binary, name: str, spec: LlamaCppModel, port: int, model_path
     # Memory must stay what the planner estimated, unless the user says otherwise: no --fit
     # (it rewrites unset options at start and costs ~0.4 s), no host-RAM prompt cache (up to
     # 8 GiB by default), and 2 SWA context checkpoints per slot (one prompt's worth) instead of 32.
-    user_set = {arg.replace("_", "-") if arg.startswith("--") else arg for arg in spec.args}
-    for flag, value, env_var, spellings in (
-        ("--fit", "off", "LLAMA_ARG_FIT", {"-fit", "--fit"}),
-        ("--cache-ram", "0", "LLAMA_ARG_CACHE_RAM", {"-cram", "--cache-ram"}),
-        ("--ctx-checkpoints", "2", "LLAMA_ARG_CTX_CHECKPOINTS", {"-ctxcp", "--ctx-checkpoints", "--swa-checkpoints"}),
-    ):
-        if env_var not in spec.env and user_set.isdisjoint(spellings):
+    for option, flag, value in (("fit", "--fit", "off"), ("cache_ram_mib", "--cache-ram", "0"),
+                               ("ctx_checkpoints", "--ctx-checkpoints", "2")):
+        if not user_sets(option, spec.args, spec.env):
             argv += [flag, value]
     return argv + list(spec.args)
 
