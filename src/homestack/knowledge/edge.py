@@ -16,7 +16,7 @@ from typing import Any
 import qdrant_edge as q
 
 from ..errors import Conflict, NotFound
-from .store import INDEXED_KEYWORDS, RRF_K, Hit, SearchSpec, StorePoint, check_name
+from .store import INDEXED_KEYWORDS, MARKER_PAYLOAD, RRF_K, Hit, SearchSpec, StorePoint, check_name, documents_from_markers
 
 _FACET_LIMIT = 1_000_000  # every source of a collection
 
@@ -95,12 +95,8 @@ class EdgeStore:
         return {hit.value: hit.count for hit in facets if hit.count}  # deleted values linger with count 0
 
     def complete_documents(self, name: str) -> dict[str, dict[str, int]]:
-        found: dict[str, dict[str, int]] = {}
         markers = q.Filter(must=[q.FieldCondition(key="position", match=q.MatchValue(0))])
-        for records in self._scroll(name, markers, ["source", "hash", "chunks"], False):
-            for r in records:
-                found.setdefault(r.payload["source"], {})[r.payload["hash"]] = r.payload["chunks"]
-        return found
+        return documents_from_markers(self._scroll(name, markers, MARKER_PAYLOAD, False))
 
     def _scroll(self, name: str, condition, payload, vectors: bool, batch: int = 1000):
         shard, offset = self._shard(name), None

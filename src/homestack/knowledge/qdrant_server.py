@@ -11,7 +11,7 @@ from typing import Any
 from qdrant_client import QdrantClient, models as m
 
 from ..errors import Conflict, NotFound
-from .store import INDEXED_KEYWORDS, RRF_K, Hit, SearchSpec, StorePoint, check_name
+from .store import INDEXED_KEYWORDS, MARKER_PAYLOAD, RRF_K, Hit, SearchSpec, StorePoint, check_name, documents_from_markers
 
 _PREFIX = "homestack-"
 _FACET_LIMIT = 1_000_000
@@ -79,12 +79,8 @@ class QdrantServerStore:
         return {hit.value: hit.count for hit in facets.hits if hit.count}
 
     def complete_documents(self, name: str) -> dict[str, dict[str, int]]:
-        found: dict[str, dict[str, int]] = {}
         markers = m.Filter(must=[m.FieldCondition(key="position", match=m.MatchValue(value=0))])
-        for records in self._scroll(name, markers, ["source", "hash", "chunks"], False):
-            for r in records:
-                found.setdefault(r.payload["source"], {})[r.payload["hash"]] = r.payload["chunks"]
-        return found
+        return documents_from_markers(self._scroll(name, markers, MARKER_PAYLOAD, False))
 
     def _scroll(self, name: str, condition, payload, vectors: bool, batch: int = 1000):
         full, offset = self._name(name), None

@@ -106,3 +106,15 @@ class Store(Protocol):
     def optimize(self, name: str) -> None: ...
 
     def close(self) -> None: ...
+
+
+MARKER_PAYLOAD = ["source", "hash", "chunks"]
+
+
+def documents_from_markers(batches) -> dict[str, dict[str, int]]:
+    """source -> {hash: chunks} from scrolled batches of commit markers (position 0 points)."""
+    found: dict[str, dict[str, int]] = {}
+    for records in batches:
+        for r in records:
+            found.setdefault(r.payload["source"], {})[r.payload["hash"]] = r.payload["chunks"]
+    return found
