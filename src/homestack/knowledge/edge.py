@@ -16,7 +16,9 @@ from typing import Any
 import qdrant_edge as q
 
 from ..errors import Conflict, NotFound
-from .store import INDEXED_KEYWORDS, MARKER_PAYLOAD, RRF_K, Hit, SearchSpec, StorePoint, check_name, documents_from_markers
+from .store import (
+    INDEXED_KEYWORDS, MARKER_PAYLOAD, RRF_K, Hit, SearchSpec, StorePoint, check_name, documents_from_markers,
+)
 
 _FACET_LIMIT = 1_000_000  # every source of a collection
 

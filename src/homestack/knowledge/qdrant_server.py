@@ -11,7 +11,9 @@ from typing import Any
 from qdrant_client import QdrantClient, models as m
 
 from ..errors import Conflict, NotFound
-from .store import INDEXED_KEYWORDS, MARKER_PAYLOAD, RRF_K, Hit, SearchSpec, StorePoint, check_name, documents_from_markers
+from .store import (
+    INDEXED_KEYWORDS, MARKER_PAYLOAD, RRF_K, Hit, SearchSpec, StorePoint, check_name, documents_from_markers,
+)
 
 _PREFIX = "homestack-"
 _FACET_LIMIT = 1_000_000
