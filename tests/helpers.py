@@ -52,16 +52,7 @@ class GatewayProcess:
             self.wait_ready()
 
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = _BANNER.search(self.stderr())
-            if match:
-                self.url = match.group(1)
-                return
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited with {self.proc.returncode}: {self.stderr()}")
-            time.sleep(0.05)
-        raise RuntimeError(f"gateway not ready after {timeout} s: {self.stderr()}")
+        self.url = wait_for_banner(self.proc, self.stderr, _BANNER, "gateway", timeout)
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
@@ -112,6 +103,19 @@ class GatewayProcess:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+def wait_for_banner(proc: subprocess.Popen, stderr, banner: re.Pattern[str], what: str, timeout: float = 60) -> str:
+    """The URL a server prints in its start-up banner (``banner``'s first group), once it has printed it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        match = banner.search(stderr())
+        if match:
+            return match.group(1)
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}: {stderr()}")
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} not ready after {timeout} s: {stderr()}")
 
 
 def wait_until(predicate, timeout: float = 30, interval: float = 0.1, message: str = "condition") -> Any:

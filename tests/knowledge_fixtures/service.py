@@ -7,10 +7,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
+
+from helpers import wait_for_banner
 
 _BANNER = re.compile(r"homestack knowledge serving (http://\S+) ")
 
@@ -27,18 +28,7 @@ class KnowledgeProcess:
         self.env = {**os.environ, "HOMESTACK_HOME": str(home / "data")}
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=self.stderr_path.open("wb"),
                                      stdin=subprocess.DEVNULL, env=self.env)
-        self.url = self._wait_ready()
-
-    def _wait_ready(self, timeout: float = 60) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = _BANNER.search(self.stderr())
-            if match:
-                return match.group(1)
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"knowledge service exited with {self.proc.returncode}: {self.stderr()}")
-            time.sleep(0.05)
-        raise RuntimeError(f"knowledge service not ready after {timeout} s: {self.stderr()}")
+        self.url = wait_for_banner(self.proc, self.stderr, _BANNER, "knowledge service")
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")

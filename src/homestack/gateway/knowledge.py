@@ -32,7 +32,6 @@ class KnowledgeSupervisor:
     def __init__(self, argv: list[str], log_path: Path):
         self.argv = argv
         self.log = LogTail(log_path)
-        self.restarts = 0
         self._task: asyncio.Task[None] | None = None
         self._proc: asyncio.subprocess.Process | None = None
 
@@ -70,7 +69,6 @@ class KnowledgeSupervisor:
                 code = f"could not start ({exc})"
             failures = 1 if loop.time() - started > _STABLE else failures + 1
             delay = retry_delay(failures)
-            self.restarts += 1
             last = self.log.tail(1)  # its own last words, usually why
             message = f"the knowledge service exited ({code}); restarting in {delay:g} s"
             self.log.write(f"[homestack] {message}")

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 import sys
 
 import uvicorn
 
 from ..config import DEFAULT_FLEET, FleetConfig
 from ..errors import ConfigError
+from ..listen import bind, is_loopback, url_of
 from ..runners.process import free_port
 from ..scheduler import Scheduler
 from .app import Gateway
 from .knowledge import KnowledgeSupervisor
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_exposure(fleet: FleetConfig, no_auth: bool) -> None:
@@ -31,20 +21,6 @@ def check_exposure(fleet: FleetConfig, no_auth: bool) -> None:
             f"refusing to serve on {fleet.host} without API keys: set api_keys in the fleet file, "
             "or pass --no-auth to allow anyone who can reach it"
         )
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
 
 
 def _local(url: str, host: str) -> str:
@@ -81,9 +57,9 @@ def serve(fleet: FleetConfig, config: str | None, no_auth: bool = False) -> None
     knowledge_port = (knowledge.port or free_port()) if knowledge.enabled else None
     knowledge_url = f"http://{knowledge.host}:{knowledge_port}" if knowledge_port else None
     gateway = Gateway(fleet, scheduler, knowledge_url=knowledge_url)
-    sock = _bind(fleet.host, fleet.port)
-    host, port = sock.getsockname()[:2]
-    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    sock = bind(fleet.host, fleet.port)
+    host = sock.getsockname()[0]
+    url = url_of(sock)
     if knowledge_port:
         gateway.supervisor = KnowledgeSupervisor.for_fleet(
             config, knowledge.host, knowledge_port, knowledge.gateway_url or _local(url, host), fleet.data_dir,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import socket
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import uvicorn
 
 from ..config.schema import FleetConfig
 from ..errors import ConfigError
+from ..listen import bind, is_loopback, url_of
 from .core import Knowledge, Settings, open_store
 from .gateway import Gateway
 
@@ -28,17 +28,8 @@ def _lock(directory: Path):
     return handle
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    try:
-        return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
-                                    backlog=1024)
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-
-
 def serve(fleet: FleetConfig, host: str | None, port: int | None, gateway_url: str | None,
           no_auth: bool = False) -> None:
-    from ..gateway.server import is_loopback
     from ..mcp.server import build_mcp
     from .service import build_app
 
@@ -50,8 +41,8 @@ def serve(fleet: FleetConfig, host: str | None, port: int | None, gateway_url: s
         )
     settings = Settings.from_fleet(fleet, gateway_url)
     lock = _lock(settings.data_dir)
-    sock = _bind(host, fleet.knowledge.port if port is None else port)
-    bound_host, bound_port = sock.getsockname()[:2]
+    sock = bind(host, fleet.knowledge.port if port is None else port)
+    bound_host = sock.getsockname()[0]
     k = Knowledge(settings, open_store(settings), Gateway(settings.gateway_url, settings.embedding_model,
                                                           settings.chat_model, settings.api_key))
     mcp = build_mcp(k)
@@ -59,7 +50,7 @@ def serve(fleet: FleetConfig, host: str | None, port: int | None, gateway_url: s
     @contextlib.asynccontextmanager
     async def lifespan(app):
         async with mcp.session_manager.run():
-            url = f"http://[{bound_host}]:{bound_port}" if ":" in bound_host else f"http://{bound_host}:{bound_port}"
+            url = url_of(sock)
             store = settings.qdrant_url or f"Qdrant Edge at {settings.data_dir / 'collections'}"
             print(f"homestack knowledge serving {url} (API at {url}/v1/knowledge, MCP at {url}/mcp)\n"
                   f"  gateway {settings.gateway_url}; embeddings {settings.embedding_model}; "

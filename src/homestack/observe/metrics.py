@@ -67,7 +67,7 @@ class Metrics:
         self.registry.register(_FleetCollector(scheduler, scheduler.gpus))
         self._runners = _RunnerCollector()
         self.registry.register(self._runners)
-        self._children: dict[tuple[str, str, int, str], tuple] = {}  # label lookups cached: observe runs per request
+        self._children: dict[tuple[str, str, str], tuple] = {}  # label lookups cached: observe runs per request
 
     def collect(self) -> Iterable[Metric]:
         with self.lock:
@@ -84,7 +84,7 @@ class Metrics:
         model = rec.runner or "(unknown)"
         operation = OPERATIONS.get(rec.path, "")
         error = "" if rec.status < 400 else rec.outcome
-        key = (model, operation, rec.status, error)
+        key = (model, operation, error)
         children = self._children.get(key)
         if children is None:
             children = self._children[key] = self._label(model, operation, error)
@@ -165,7 +165,7 @@ class _FleetCollector:
                 estimated.add_metric([name, device], size)
         yield from (info, inflight, slots, queue, capacity, state, estimated, measured)
         yield from _counters(s.counters, [m["name"] for m in models])
-        yield from _devices(s.plan_report()["devices"])
+        yield from _devices(s.device_report())
         yield from _gpu_metrics(self._gpus)
 
 

@@ -39,8 +39,6 @@ class Entry:
         self.measured: int | None = None  # resident bytes, sampled
         self.last_reason: str | None = None  # why it last loaded or unloaded
         self.made_room: list[str] = []  # models evicted for this one's pending load
-        self.loads = 0
-        self.evictions = 0
 
     @property
     def name(self) -> str:
@@ -87,8 +85,6 @@ class Entry:
             memory_measured=self.measured if runner.state is not State.STOPPED else None,
             ttl_remaining=ttl_left,
             last_swap_reason=self.last_reason,
-            loads=self.loads,
-            evictions=self.evictions,
             load_seconds=round(self.load_seconds, 2) if self.load_seconds is not None else None,
         )
         return info

@@ -151,23 +151,37 @@ class Scheduler:
         return runner
 
     def describe(self, runner: Runner) -> dict[str, object]:
-        return self._entries[runner.name].describe()
+        return self._describe(self._entries[runner.name])
 
     def plan_report(self) -> dict[str, object]:
         """The capacity plan, with each device's free memory now and what the runners hold on it."""
-        report = self.capacity.to_dict()
+        return {**self.capacity.to_dict(), "devices": self.device_report()}
+
+    def device_report(self) -> list[dict[str, object]]:
+        """Each device: total, budget, free now, and what the resident runners hold (estimated, measured)."""
         free = {d.id: d.free for d in probe_devices(self.gpus)}
         resident = [e for e in self._entries.values() if e.resident]
-        for device in report["devices"]:
-            device["free"] = free.get(device["id"], device["free"])
-            device["held_estimated"] = sum(e.plan.need.get(device["id"], 0) for e in resident)
-            if device["id"] == "cpu":  # resident set size is RAM; GPU memory is not sampled per process
-                device["held_measured"] = sum(e.measured or 0 for e in resident)
+        report = []
+        for device in self.capacity.devices.values():
+            info = {**device.to_dict(), "free": free.get(device.id, device.free),
+                    "budget": self.capacity.budgets[device.id],
+                    "held_estimated": sum(e.plan.need.get(device.id, 0) for e in resident)}
+            if device.id == "cpu":  # resident set size is RAM; GPU memory is not sampled per process
+                info["held_measured"] = sum(e.measured or 0 for e in resident)
+            report.append(info)
         return report
 
     def running(self, everything: bool = False) -> list[dict[str, object]]:
         """Models that hold memory or have requests waiting (every model with ``everything``)."""
-        return [e.describe() for e in self._entries.values() if everything or e.resident or e.queue]
+        return [self._describe(e) for e in self._entries.values() if everything or e.resident or e.queue]
+
+    def _describe(self, entry: Entry) -> dict[str, object]:
+        """The entry's view plus its load and eviction counts (the counters are the one record of them)."""
+        info = entry.describe()
+        counts = [(event, reason, n) for (event, model, reason), n in self.counters.items() if model == entry.name]
+        info["loads"] = sum(n for event, _, n in counts if event == "loaded")
+        info["evictions"] = sum(n for event, reason, n in counts if event == "evicted" and reason != "admin")
+        return info
 
     # -- the task ----------------------------------------------------------------------------
 
@@ -287,7 +301,6 @@ class Scheduler:
             entry.loaded_at = time.monotonic()
             entry.load_seconds = entry.loaded_at - started
             entry.failures = 0
-            entry.loads += 1
             self.counters["loaded", entry.name, cause] += 1
             entry.last_reason = {"pinned": "loaded (pinned)", "request": "loaded for a request", "admin": "loaded by admin"}[cause]
             if evicted:
@@ -311,7 +324,6 @@ class Scheduler:
 
     def _evict(self, entry: Entry, reason: str, kind: str) -> None:
         entry.last_reason = reason
-        entry.evictions += 1
         self.counters["evicted", entry.name, kind] += 1
         entry.runner.log.write(f"[homestack] {entry.name}: {reason}")
         entry.runner.begin_stop()
