@@ -1,13 +1,11 @@
 """One error tree for homestack, translated at the edges.
 
-Over HTTP an error becomes an OpenAI-shaped JSON body with a ``source`` field
-saying whether the gateway or the runner produced it; on the CLI it becomes
+Over HTTP each API surface renders an error in its protocol's shape, with the
+``source`` that produced it (gateway, runner, knowledge); on the CLI it becomes
 one line on stderr and exit code 1.
 """
 
 from __future__ import annotations
-
-import orjson
 
 
 class HomestackError(Exception):
@@ -23,14 +21,9 @@ class HomestackError(Exception):
         if code is not None:
             self.code = code
 
-    def body(self) -> bytes:
-        return error_body(self.message, self.type, self.param, self.code, self.source)
-
-
-def error_body(message: str, type_: str, param: str | None, code: str | None, source: str) -> bytes:
-    return orjson.dumps(
-        {"error": {"message": message, "type": type_, "param": param, "code": code, "source": source}}
-    )
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """HTTP headers the error's answer carries besides its body."""
+        return []
 
 
 class ConfigError(HomestackError):
@@ -92,6 +85,13 @@ class MethodNotAllowed(HomestackError):
     type = "invalid_request_error"
     code = "method_not_allowed"
 
+    def __init__(self, message: str, *, allowed: str | None = None):
+        super().__init__(message)
+        self.allowed = allowed  # the methods the path takes, for the Allow header
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"allow", self.allowed.encode())] if self.allowed else []
+
 
 class Conflict(HomestackError):
     status = 409
@@ -109,6 +109,9 @@ class TooManyRequests(HomestackError):
     def __init__(self, message: str, *, retry_after: int):
         super().__init__(message)
         self.retry_after = retry_after
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", str(self.retry_after).encode())]
 
 
 class ClientClosed(HomestackError):

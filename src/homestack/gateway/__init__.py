@@ -1,5 +1,1 @@
-"""The gateway: one OpenAI-compatible ASGI app in front of the fleet."""
-
-from .app import Gateway
-
-__all__ = ["Gateway"]
+"""The gateway: an ASGI app over one route table, API surfaces, the proxy to runners, auth and admin."""

@@ -3,62 +3,61 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 import orjson
 
-from ..errors import BadRequest, MethodNotAllowed, NotFound
-from .asgi import Headers, Receive, Scope, Send, send_response, wait_disconnect
-
-if TYPE_CHECKING:
-    from .app import Gateway
+from ..errors import BadRequest
+from .asgi import Headers, Receive, Send, send_response, wait_disconnect
+from .context import Request, Services
 
 _FOLLOW_HEARTBEAT = 15.0  # seconds between SSE comments, so proxies keep the stream open
 
 
-async def handle(gw: "Gateway", scope: Scope, path: str, method: str, send: Send, receive: Receive,
-                 headers: Headers) -> None:
-    parts = path.split("/")  # ['', 'admin', ...]
-    if parts[2:] == ["running"]:
-        _expect(method, "GET", path)
-        everything = _flag(parse_qs(scope.get("query_string", b"").decode()), "all")
-        counters = [
-            {"event": event, "model": model, "reason": reason, "count": count}
-            for (event, model, reason), count in gw.scheduler.counters.items()
-        ]
-        body = orjson.dumps({"running": gw.scheduler.running(everything), "counters": counters})
-        await send_response(send, 200, body, headers=headers)
-    elif parts[2:] == ["requests"]:
-        _expect(method, "GET", path)
-        limit = _number(parse_qs(scope.get("query_string", b"").decode()), "limit", 50)
-        body = orjson.dumps({"requests": gw.request_log.latest(limit)})
-        await send_response(send, 200, body, headers=headers)
-    elif parts[2:] == ["plan"]:
-        _expect(method, "GET", path)
-        await send_response(send, 200, orjson.dumps(gw.scheduler.plan_report()), headers=headers)
-    elif len(parts) == 5 and parts[2] == "models" and parts[4] in ("load", "unload"):
-        _expect(method, "POST", path)
-        action = gw.scheduler.load if parts[4] == "load" else gw.scheduler.unload
-        runner = await action(parts[3])
-        await send_response(send, 200, orjson.dumps(gw.scheduler.describe(runner)), headers=headers)
-    elif len(parts) == 4 and parts[2] == "logs":
-        _expect(method, "GET", path)
-        runner = gw.scheduler.resolve(parts[3])
-        query = parse_qs(scope.get("query_string", b"").decode())
-        lines = _number(query, "lines", 100)
-        if _flag(query, "follow"):
-            await _follow(runner.log, lines, send, receive, headers)
-        else:
-            text = "\n".join(runner.log.tail(lines)).encode()
-            await send_response(send, 200, text + (b"\n" if text else b""), b"text/plain; charset=utf-8", headers)
+async def running(services: Services, req: Request) -> None:
+    everything = _flag(_query(req), "all")
+    scheduler = services.scheduler
+    counters = [
+        {"event": event, "model": model, "reason": reason, "count": count}
+        for (event, model, reason), count in scheduler.counters.items()
+    ]
+    body = orjson.dumps({"running": scheduler.running(everything), "counters": counters})
+    await send_response(req.send, 200, body, headers=req.headers)
+
+
+async def requests(services: Services, req: Request) -> None:
+    limit = _number(_query(req), "limit", 50)
+    body = orjson.dumps({"requests": services.request_log.latest(limit)})
+    await send_response(req.send, 200, body, headers=req.headers)
+
+
+async def plan(services: Services, req: Request) -> None:
+    await send_response(req.send, 200, orjson.dumps(services.scheduler.plan_report()), headers=req.headers)
+
+
+async def load(services: Services, req: Request) -> None:
+    runner = await services.scheduler.load(req.params["name"])
+    await send_response(req.send, 200, orjson.dumps(services.scheduler.describe(runner)), headers=req.headers)
+
+
+async def unload(services: Services, req: Request) -> None:
+    runner = await services.scheduler.unload(req.params["name"])
+    await send_response(req.send, 200, orjson.dumps(services.scheduler.describe(runner)), headers=req.headers)
+
+
+async def logs(services: Services, req: Request) -> None:
+    runner = services.scheduler.resolve(req.params["name"])
+    query = _query(req)
+    lines = _number(query, "lines", 100)
+    if _flag(query, "follow"):
+        await _follow(runner.log, lines, req.send, req.receive, req.headers)
     else:
-        raise NotFound(f"no admin route {method} {path}")
+        text = "\n".join(runner.log.tail(lines)).encode()
+        await send_response(req.send, 200, text + (b"\n" if text else b""), b"text/plain; charset=utf-8", req.headers)
 
 
-def _expect(method: str, allowed: str, path: str) -> None:
-    if method != allowed:
-        raise MethodNotAllowed(f"{method} is not allowed on {path}; use {allowed}")
+def _query(req: Request) -> dict[str, list[str]]:
+    return parse_qs(req.query.decode("latin-1"))
 
 
 def _flag(query: dict[str, list[str]], name: str) -> bool:

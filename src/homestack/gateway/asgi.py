@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
 
-from ..errors import HomestackError, PayloadTooLarge
+from ..errors import BadRequest, HomestackError, PayloadTooLarge
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -14,7 +14,9 @@ Headers = list[tuple[bytes, bytes]]
 JSON = b"application/json"
 
 
-async def read_body(receive: Receive, limit: int, declared: int | None) -> bytes:
+async def read_body(receive: Receive, limit: int, content_length: bytes | None) -> bytes:
+    """The whole body, refused (413) past ``limit`` whether declared by Content-Length or not."""
+    declared = _length(content_length)
     if declared is not None and declared > limit:
         raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
     parts: list[bytes] = []
@@ -33,6 +35,13 @@ async def read_body(receive: Receive, limit: int, declared: int | None) -> bytes
         parts.append(chunk)
 
 
+def _length(value: bytes | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        raise BadRequest("Content-Length is not a number") from None
+
+
 async def send_response(
     send: Send, status: int, body: bytes, content_type: bytes = JSON, headers: Headers | None = None
 ) -> None:
@@ -43,11 +52,9 @@ async def send_response(
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_error(send: Send, exc: HomestackError, headers: Headers | None = None) -> None:
-    retry_after = getattr(exc, "retry_after", None)
-    if retry_after is not None:
-        headers = [*(headers or ()), (b"retry-after", str(retry_after).encode())]
-    await send_response(send, exc.status, exc.body(), headers=headers)
+async def send_error(send: Send, exc: HomestackError, body: bytes, headers: Headers | None = None) -> None:
+    """The error's answer: ``body`` is already in the shape of the surface it is sent on."""
+    await send_response(send, exc.status, body, headers=[*(headers or ()), *exc.headers()])
 
 
 async def wait_disconnect(receive: Receive) -> None:

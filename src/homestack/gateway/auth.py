@@ -1,38 +1,32 @@
-"""Bearer-key checks, in constant time."""
+"""Who may call a route: the caller's key, found in the key ring, against the role the route declares."""
 
 from __future__ import annotations
 
-import hmac
-
 from ..errors import Forbidden, Unauthorized
-from ..observe.metrics import key_label
+from ..keys import Key, KeyRing, Role
 
 
 class Auth:
-    def __init__(self, api_keys: list[str], admin_keys: list[str]):
-        self._admin = [k.encode() for k in admin_keys]
-        self._any = [k.encode() for k in api_keys] + self._admin
-        self._labels = [key_label(k) for k in api_keys + admin_keys]
-        self.enabled = bool(self._any)
+    def __init__(self, ring: KeyRing):
+        self.ring = ring
+        self.enabled = ring.enabled
 
-    def check(self, authorization: bytes | None, admin: bool) -> str | None:
-        """The matching key's label (None when auth is off); raise if the key is missing or wrong."""
-        if not self.enabled:
+    def check(self, authorization: bytes | None, role: Role) -> Key | None:
+        """The caller's key (None when auth is off or the route is public); raise if it may not call."""
+        if not self.enabled or role is Role.PUBLIC:
             return None
         if not authorization or not authorization.startswith(b"Bearer "):
             raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
-        key = authorization[7:].strip()
-        found = _match(key, self._any)
-        if found is None:
-            raise Unauthorized("invalid API key")
-        if admin and _match(key, self._admin) is None:
-            raise Forbidden("this route needs an admin key")
-        return self._labels[found]
+        key = self.ring.lookup(authorization[7:].strip())
+        if key is None or key.expired():
+            raise Unauthorized("invalid API key" if key is None else f"API key {key.name!r} has expired")
+        if role is not Role.ANY and role not in key.roles:
+            if role is Role.ADMIN:
+                raise Forbidden(f"this route needs an admin key; key {key.name!r} has roles: {_roles(key)}")
+            raise Forbidden(f"this route needs the {role.value!r} role; key {key.name!r} has roles: {_roles(key)}",
+                            code="role_required")
+        return key
 
 
-def _match(key: bytes, keys: list[bytes]) -> int | None:
-    found = None
-    for index, candidate in enumerate(keys):  # no early exit: every key is compared
-        if hmac.compare_digest(key, candidate):
-            found = index
-    return found
+def _roles(key: Key) -> str:
+    return ", ".join(sorted(r.value for r in key.roles))

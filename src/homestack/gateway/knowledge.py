@@ -10,22 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import NotFound
 from ..runners.logs import LogTail
 from ..runners.process import retry_delay, spawn, terminate
+from . import proxy
+from .asgi import read_body
+from .context import Request, Services
 
 _STABLE = 60.0  # seconds up after which a restart counts as a fresh start again
 
 
-@dataclass(frozen=True)
-class KnowledgeTarget:
-    """Where chat requests for kb:<collection> go; shaped like a runner for the proxy."""
-
-    base_url: str
-    name: str = "knowledge"
-    upstream_headers: bytes = b""
+async def relay(services: Services, req: Request) -> None:
+    """Pass a /v1/knowledge/* request to the knowledge service unchanged, and its answer back."""
+    if services.knowledge_url is None:
+        raise NotFound("the knowledge service is not running with this gateway (started with --no-knowledge?)")
+    body = await read_body(req.receive, services.fleet.max_body_bytes, req.content_length)
+    query = req.query
+    target = req.path + ("?" + query.decode("latin-1") if query else "")
+    await proxy.relay(services.upstream, services.knowledge_url, req.method.encode(), target, body, req.send,
+                      req.headers)
 
 
 class KnowledgeSupervisor:

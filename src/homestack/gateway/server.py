@@ -11,7 +11,7 @@ from ..errors import ConfigError
 from ..listen import bind, is_loopback, url_of
 from ..runners.process import free_port
 from ..scheduler import Scheduler
-from .app import Gateway
+from .app import GatewayApp
 from .knowledge import KnowledgeSupervisor
 
 
@@ -30,10 +30,10 @@ def _local(url: str, host: str) -> str:
     return url
 
 
-def _banner(gateway: Gateway, url: str) -> None:
+def _banner(gateway: GatewayApp, url: str) -> None:
     lines = [f"homestack serving {url}/v1 (OpenAI-compatible; admin at {url}/admin)"]
-    if gateway.knowledge_url:
-        lines.append(f"  knowledge service {gateway.knowledge_url} (also at {url}/v1/knowledge/)")
+    if gateway.services.knowledge_url:
+        lines.append(f"  knowledge service {gateway.services.knowledge_url} (also at {url}/v1/knowledge/)")
     for runner in gateway.scheduler.runners.values():
         extra = f"aliases: {', '.join(runner.spec.aliases)}; " if runner.spec.aliases else ""
         pinned = "pinned; " if runner.pinned else ""
@@ -56,7 +56,7 @@ def serve(fleet: FleetConfig, config: str | None, no_auth: bool = False) -> None
     knowledge = fleet.knowledge
     knowledge_port = (knowledge.port or free_port()) if knowledge.enabled else None
     knowledge_url = f"http://{knowledge.host}:{knowledge_port}" if knowledge_port else None
-    gateway = Gateway(fleet, scheduler, knowledge_url=knowledge_url)
+    gateway = GatewayApp(fleet, scheduler, knowledge_url=knowledge_url)
     sock = bind(fleet.host, fleet.port)
     host = sock.getsockname()[0]
     url = url_of(sock)

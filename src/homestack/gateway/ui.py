@@ -5,8 +5,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from ..errors import MethodNotAllowed, NotFound
-from .asgi import Headers, Send, send_response
+from ..errors import NotFound
+from .asgi import send_response
+from .context import Request, Services
 
 STATIC = Path(__file__).parent / "static"
 
@@ -26,13 +27,10 @@ _SECURITY = [
 ]
 
 
-async def handle(path: str, method: str, send: Send, headers: Headers) -> None:
+async def page(services: Services, req: Request) -> None:
     """Serve GET /ui (the page) and /ui/<file> (its assets)."""
-    if method not in ("GET", "HEAD"):
-        raise MethodNotAllowed(f"{method} is not allowed on {path}; use GET")
-    name = path.removeprefix("/ui").removeprefix("/") or "index.html"
-    body, content_type = _load(name)
-    await send_response(send, 200, body, content_type, _SECURITY + headers)
+    body, content_type = _load(req.params.get("file", "index.html"))
+    await send_response(req.send, 200, body, content_type, _SECURITY + req.headers)
 
 
 @lru_cache(maxsize=16)

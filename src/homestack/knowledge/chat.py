@@ -16,7 +16,8 @@ from typing import Any, AsyncIterator
 import orjson
 from starlette.responses import Response, StreamingResponse
 
-from ..errors import BadRequest, HomestackError, error_body
+from ..errors import BadRequest, HomestackError
+from ..gateway.surfaces.openai import error_body
 from .answer import Answer, generate, public_sources, question_of, retrieve, sources_footer
 from .core import Knowledge
 

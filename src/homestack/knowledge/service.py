@@ -19,7 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from ..errors import BadRequest, HomestackError, MethodNotAllowed, NotFound, PayloadTooLarge, error_body
+from ..errors import BadRequest, HomestackError, MethodNotAllowed, NotFound, PayloadTooLarge
+from ..gateway.surfaces.openai import error_body
 from . import answer as answers
 from .chat import chat_completion
 from .core import Knowledge

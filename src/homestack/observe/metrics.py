@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from typing import TYPE_CHECKING, Iterable
 
@@ -38,11 +37,6 @@ _GENAI = ("gen_ai_request_model", "gen_ai_operation_name")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def key_label(key: str) -> str:
-    """A stable name for an API key that does not reveal it."""
-    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:8]
-
-
 class Metrics:
     def __init__(self, scheduler: "Scheduler"):
         self.lock = threading.Lock()  # the writer holds it per batch of records; a scrape while it reads
@@ -56,7 +50,7 @@ class Metrics:
         self.tokens = HistogramSeries("gen_ai_client_token_usage", "Input and output tokens per request.",
                                       (*_GENAI, "gen_ai_token_type"), _TOKEN_BUCKETS)
         self.requests = CounterSeries("homestack_requests", "Requests by model and HTTP status.", ("model", "status"))
-        self.key_requests = CounterSeries("homestack_key_requests", "Requests by API key (a hash, never the key).",
+        self.key_requests = CounterSeries("homestack_key_requests", "Requests by API key name (never the secret).",
                                           ("key",))
         self.load_duration = HistogramSeries("homestack_model_load_duration_seconds",
                                              "Seconds from starting a runner to ready.", ("model",), _LOAD_BUCKETS)

@@ -43,7 +43,7 @@ class RequestRecord:
         self.first_byte: float | None = None
         self.tokens_in: int | None = None
         self.tokens_out: int | None = None
-        self.key: str | None = None  # the API key's label (a hash), when keys are configured
+        self.key: str | None = None  # the API key's name, when keys are configured
 
 
 class RequestLog:

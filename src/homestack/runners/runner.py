@@ -39,6 +39,7 @@ class Runner:
         self.kind = spec.runner
         self.plan = plan
         self.version = self.plan.version
+        self.metrics_path = "/metrics" if self.kind == "llama.cpp" else None  # the runner's own metrics
         self.ttl = fleet.ttl_for(spec)
         self.pinned = spec.pinned
         self.log = LogTail(fleet.data_dir / "logs" / f"{name}.log")

@@ -1,0 +1,64 @@
+"""What a route handler gets: the gateway's services, and the request it serves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..config import FleetConfig
+from ..observe import RequestLog, RequestRecord
+from ..scheduler import Scheduler
+from .asgi import Headers, Receive, Scope, Send
+from .surfaces import Operation
+from .upstream import UpstreamPool
+
+if TYPE_CHECKING:
+    from ..observe.metrics import Metrics
+
+
+@dataclass(frozen=True)
+class KnowledgeTarget:
+    """Where chat requests for kb:<collection> go; shaped like a runner for the proxy."""
+
+    base_url: str
+    name: str = "knowledge"
+    upstream_headers: bytes = b""
+
+
+@dataclass
+class Services:
+    """The gateway's long-lived parts, shared by every handler."""
+
+    fleet: FleetConfig
+    scheduler: Scheduler
+    request_log: RequestLog
+    upstream: UpstreamPool
+    metrics: "Metrics | None"
+    knowledge_url: str | None
+    knowledge_target: KnowledgeTarget | None
+    created: int  # the "created" time /v1/models reports
+
+
+class Request:
+    """One HTTP request as the router hands it to a handler."""
+
+    __slots__ = ("scope", "receive", "send", "method", "path", "params", "headers", "content_length",
+                 "record", "key", "operation")
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, headers: Headers,
+                 content_length: bytes | None, params: dict[str, str]):
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.params = params
+        self.headers = headers  # sent back with every answer (the request id)
+        self.content_length = content_length
+        self.record: RequestRecord | None = None  # set on routes that write a request log line
+        self.key: str | None = None  # the caller's key label, when keys are configured
+        self.operation: Operation | None = None  # a model-serving route's surface and runner path
+
+    @property
+    def query(self) -> bytes:
+        return self.scope.get("query_string", b"")

@@ -1,0 +1,65 @@
+"""Small routes: health, the model list, Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+
+from ..observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ..runners import Runner, State
+from .asgi import send_response
+from .context import Request, Services
+
+_RUNNER_SCRAPE = 2.0  # seconds a runner's /metrics may take before the scrape goes on without it
+_HEALTHY = b'{"status":"ok"}'
+
+
+async def health(services: Services, req: Request) -> None:
+    await send_response(req.send, 200, _HEALTHY, headers=req.headers)
+
+
+async def list_models(services: Services, req: Request) -> None:
+    data = [_model(services, r) for r in services.scheduler.runners.values()]
+    await send_response(req.send, 200, orjson.dumps({"object": "list", "data": data}), headers=req.headers)
+
+
+async def get_model(services: Services, req: Request) -> None:
+    runner = services.scheduler.resolve(req.params["name"])
+    await send_response(req.send, 200, orjson.dumps(_model(services, runner)), headers=req.headers)
+
+
+async def metrics(services: Services, req: Request) -> None:
+    assert services.metrics is not None  # the route exists only when metrics are on
+    body = services.metrics.render(await _runner_metrics(services))
+    await send_response(req.send, 200, body, METRICS_CONTENT_TYPE.encode(), req.headers)
+
+
+async def _runner_metrics(services: Services) -> dict[str, str | None]:
+    """Each ready runner's own /metrics text (for kinds that have one), fetched concurrently; None where it failed."""
+    runners = [r for r in services.scheduler.runners.values() if r.metrics_path and r.state is State.READY]
+
+    async def fetch(runner: Runner) -> str | None:
+        try:
+            status, body = await asyncio.wait_for(
+                services.upstream.get(runner.origin, runner.metrics_path), _RUNNER_SCRAPE
+            )
+        except (OSError, TimeoutError):
+            return None
+        return body.decode("utf-8", "replace") if status == 200 else None
+
+    texts = await asyncio.gather(*(fetch(r) for r in runners))
+    return dict(zip((r.name for r in runners), texts))
+
+
+def _model(services: Services, runner: Runner) -> dict[str, Any]:
+    return {
+        "id": runner.name,
+        "object": "model",
+        "created": services.created,
+        "owned_by": "homestack",
+        "aliases": list(runner.spec.aliases),
+        "runner": runner.kind,
+        "state": runner.state.value,
+    }

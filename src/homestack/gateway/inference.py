@@ -1,0 +1,61 @@
+"""The model-serving handler every surface's routes share.
+
+It reads the body once, lets the route's surface parse it (to find the model),
+waits for a slot on the model's runner, and forwards the original bytes untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from ..errors import BadRequest, ClientClosed, ModelNotFound
+from ..scheduler import Scheduler, Ticket
+from .asgi import Receive, read_body, wait_disconnect
+from .context import Request, Services
+from .proxy import forward
+
+
+async def serve_model(services: Services, req: Request) -> None:
+    rec = req.record
+    operation = req.operation
+    body = await read_body(req.receive, services.fleet.max_body_bytes, req.content_length)
+    payload = operation.surface.parse(body, operation)
+    rec.model = payload["model"]
+    rec.stream = payload.get("stream") is True
+    scheduler = services.scheduler
+    try:
+        runner = scheduler.resolve(rec.model)
+    except ModelNotFound:
+        if services.knowledge_target is None or not rec.model.startswith("kb:"):
+            raise
+        # A kb:<collection> model: the knowledge service retrieves, prompts the chat model and cites.
+        if operation.name != "chat":
+            raise BadRequest(f"{rec.model} answers chat completions only", param="model") from None
+        rec.runner = rec.runner_kind = "knowledge"
+        await forward(services.upstream, services.knowledge_target, operation, body, rec, req.send, req.receive,
+                      req.headers)
+        return
+    rec.runner, rec.runner_kind, rec.runner_version = runner.name, runner.kind, runner.version
+    ticket = scheduler.acquire(runner)
+    if ticket is not None:
+        await _wait_turn(scheduler, ticket, req.receive)
+    try:
+        await forward(services.upstream, runner, operation, body, rec, req.send, req.receive, req.headers)
+    finally:
+        scheduler.release(runner)
+
+
+async def _wait_turn(scheduler: Scheduler, ticket: Ticket, receive: Receive) -> None:
+    """Wait in the model's queue; leave it if the client goes away (which may cancel a load)."""
+    gone = asyncio.ensure_future(wait_disconnect(receive))
+    try:
+        await asyncio.wait((ticket.future, gone), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        scheduler.cancel(ticket)
+        raise
+    finally:
+        gone.cancel()
+    if not ticket.future.done():
+        scheduler.cancel(ticket)
+        raise ClientClosed("the client went away while its request waited in the queue")
+    ticket.future.result()  # the load's error, if it failed

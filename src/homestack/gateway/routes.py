@@ -1,0 +1,129 @@
+"""The gateway's one route table: method, path, who may call it, handler.
+
+Dispatch is one dictionary lookup for a fixed path (every model-serving route
+is one) and a short scan of the parameterised paths otherwise. A path that
+exists under another method is a 405 naming the allowed ones; no path is a 404.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Iterable
+
+from ..errors import MethodNotAllowed, NotFound
+from . import admin, handlers, knowledge, ui
+from ..keys import Role
+from .context import Request, Services
+from .inference import serve_model
+from .surfaces import Operation, Surface
+from .surfaces.openai import CHAT, COMPLETIONS, EMBEDDINGS, OPENAI
+
+Handler = Callable[[Services, Request], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # "{name}" matches one path segment, "{rest:path}" the rest of the path
+    role: Role
+    handler: Handler
+    operation: Operation | None = None  # a model-serving route: its surface and runner path
+    logged: bool = False  # writes a request log line (and request metrics)
+    surface: Surface = field(default=OPENAI)  # the shape of its errors
+
+    def __post_init__(self) -> None:
+        if self.operation is not None:
+            object.__setattr__(self, "surface", self.operation.surface)
+
+
+def _model_route(path: str, operation: Operation) -> Route:
+    return Route("POST", path, Role.ANY, serve_model, operation, logged=True)
+
+
+_KNOWLEDGE = "/v1/knowledge"
+
+
+def routes(metrics: bool = True) -> list[Route]:
+    """Every route the gateway serves (``/metrics`` only when metrics are on)."""
+    table = [
+        _model_route("/v1/chat/completions", CHAT),
+        _model_route("/v1/completions", COMPLETIONS),
+        _model_route("/v1/embeddings", EMBEDDINGS),
+        Route("GET", "/v1/models", Role.ANY, handlers.list_models),
+        Route("GET", "/v1/models/{name}", Role.ANY, handlers.get_model),
+        Route("GET", "/health", Role.PUBLIC, handlers.health),
+        Route("HEAD", "/health", Role.PUBLIC, handlers.health),
+        # The status page is static; the page sends the user's key to /admin itself.
+        Route("GET", "/ui", Role.PUBLIC, ui.page),
+        Route("HEAD", "/ui", Role.PUBLIC, ui.page),
+        Route("GET", "/ui/", Role.PUBLIC, ui.page),
+        Route("HEAD", "/ui/", Role.PUBLIC, ui.page),
+        Route("GET", "/ui/{file}", Role.PUBLIC, ui.page),
+        Route("HEAD", "/ui/{file}", Role.PUBLIC, ui.page),
+        Route("GET", "/admin/running", Role.ADMIN, admin.running),
+        Route("GET", "/admin/requests", Role.ADMIN, admin.requests),
+        Route("GET", "/admin/plan", Role.ADMIN, admin.plan),
+        Route("POST", "/admin/models/{name}/load", Role.ADMIN, admin.load),
+        Route("POST", "/admin/models/{name}/unload", Role.ADMIN, admin.unload),
+        Route("GET", "/admin/logs/{name}", Role.ADMIN, admin.logs),
+        # The knowledge service's API, relayed unchanged.
+        *(Route(method, _KNOWLEDGE + path, Role.ANY, knowledge.relay) for method, path in (
+            ("GET", "/collections"), ("POST", "/collections"),
+            ("GET", "/collections/{name}"), ("DELETE", "/collections/{name}"),
+            ("POST", "/collections/{name}/documents"),
+            ("GET", "/collections/{name}/sources"), ("DELETE", "/collections/{name}/sources"),
+            ("POST", "/search"), ("POST", "/ask"), ("POST", "/chat/completions"),
+            ("GET", "/stats"), ("GET", "/models"), ("GET", "/fleet"),
+            ("GET", "/backup"), ("POST", "/restore"),
+        )),
+    ]
+    if metrics:
+        table.append(Route("GET", "/metrics", Role.ANY, handlers.metrics))
+    return table
+
+
+_PARAM = re.compile(r"\{(\w+)(:path)?\}")
+
+
+def _pattern(path: str) -> re.Pattern[str]:
+    parts, at = [], 0
+    for m in _PARAM.finditer(path):
+        parts.append(re.escape(path[at:m.start()]))
+        parts.append(f"(?P<{m.group(1)}>{'.+' if m.group(2) else '[^/]+'})")
+        at = m.end()
+    parts.append(re.escape(path[at:]))
+    return re.compile("".join(parts) + r"\Z")
+
+
+class RouteTable:
+    def __init__(self, table: Iterable[Route]):
+        self.routes = list(table)
+        self._fixed: dict[str, dict[str, Route]] = {}
+        self._patterns: dict[str, tuple[re.Pattern[str], dict[str, Route]]] = {}
+        for route in self.routes:
+            if "{" in route.path:
+                methods = self._patterns.setdefault(route.path, (_pattern(route.path), {}))[1]
+            else:
+                methods = self._fixed.setdefault(route.path, {})
+            if route.method in methods:
+                raise ValueError(f"route {route.method} {route.path} is listed twice")
+            methods[route.method] = route
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        """The route for ``method`` and ``path`` and its path parameters; else NotFound or MethodNotAllowed."""
+        methods = self._fixed.get(path)
+        params: dict[str, str] = {}
+        if methods is None:
+            for pattern, candidates in self._patterns.values():
+                m = pattern.match(path)
+                if m is not None:
+                    methods, params = candidates, m.groupdict()
+                    break
+            else:
+                raise NotFound(f"no route {method} {path}")
+        route = methods.get(method)
+        if route is None:
+            allowed = ", ".join(sorted(methods))
+            raise MethodNotAllowed(f"{method} is not allowed on {path}; use {allowed}", allowed=allowed)
+        return route, params
