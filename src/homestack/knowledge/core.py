@@ -17,10 +17,10 @@ from anyio import to_thread
 
 from ..config.schema import FleetConfig
 from ..errors import BadRequest, ConfigError, Conflict
-from . import sparse
 from .gateway import Gateway
-from .store import MODES, SearchSpec, Store, check_name
-from .tokens import TokenCounter, load_counter
+from .ingest import sparse
+from .ingest.tokens import TokenCounter, load_counter
+from .stores.base import MODES, SearchSpec, Store, check_name
 
 _SNIPPET_CHARS = 300
 
@@ -57,10 +57,10 @@ class Settings:
 
 def open_store(settings: Settings) -> Store:
     if settings.qdrant_url:
-        from .qdrant_server import QdrantServerStore
+        from .stores.qdrant_server import QdrantServerStore
 
         return QdrantServerStore.connect(settings.qdrant_url)
-    from .edge import EdgeStore
+    from .stores.edge import EdgeStore
 
     return EdgeStore(settings.data_dir / "collections")
 

@@ -19,12 +19,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from ..errors import BadRequest, HomestackError, MethodNotAllowed, NotFound, PayloadTooLarge, error_body
-from . import answer as answers
-from .chat import chat_completion
-from .core import Knowledge
-from .ingest import Document, ingest
-from .parse import format_of
+from ...errors import BadRequest, HomestackError, MethodNotAllowed, NotFound, PayloadTooLarge, error_body
+from ..answering import answer as answers
+from ..answering.chat import chat_completion
+from ..core import Knowledge
+from ..ingest.parse import format_of
+from ..ingest.pipeline import Document, ingest
 
 MAX_BODY = 256 * 1024 * 1024
 PREFIX = "/v1/knowledge"
@@ -210,7 +210,7 @@ async def _fleet(k: Knowledge, request: Request) -> Response:
 
 
 def routes() -> list:
-    from .backup import backup_route, restore_route
+    from ..stores.backup import backup_route, restore_route
 
     def r(path: str, handler, methods: list[str]) -> Route:
         return Route(PREFIX + path, _endpoint(handler), methods=methods)
@@ -242,8 +242,8 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
     return error_response(NotFound(f"no route {request.method} {request.url.path} in the knowledge service"))
 
 
-def build_app(k: Knowledge, mcp_app: Any = None, lifespan=None) -> Starlette:
-    extra = list(mcp_app.routes) if mcp_app is not None else []  # its /mcp route; our own 404s elsewhere
+def build_app(k: Knowledge, extra_app: Any = None, lifespan=None) -> Starlette:
+    extra = list(extra_app.routes) if extra_app is not None else []  # MCP's /mcp route; our own 404s elsewhere
     app = Starlette(routes=routes() + extra, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
     app.state.knowledge = k
     return app

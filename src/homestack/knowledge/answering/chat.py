@@ -16,9 +16,9 @@ from typing import Any, AsyncIterator
 import orjson
 from starlette.responses import Response, StreamingResponse
 
-from ..errors import BadRequest, HomestackError, error_body
+from ...errors import BadRequest, HomestackError, error_body
 from .answer import Answer, generate, public_sources, question_of, retrieve, sources_footer
-from .core import Knowledge
+from ..core import Knowledge
 
 _PASSED_ON = ("max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed")
 

@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
-from ..errors import BadRequest
-from .core import Knowledge
+from ...errors import BadRequest
+from ..core import Knowledge
 
 DEFAULT_MIN_RELEVANCE = 0.25  # MiniLM: unrelated text scores ~0-0.15, a passage on the topic 0.3 and up
 _MAX_TOKENS = 200

@@ -23,9 +23,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 
-from ..errors import BadRequest, Conflict
-from .core import Knowledge
-from .store import StorePoint, check_name
+from ...errors import BadRequest, Conflict
+from ..core import Knowledge
+from .base import StorePoint, check_name
 
 _MANIFEST = "homestack-knowledge-backup.json"
 _BATCH = 1000

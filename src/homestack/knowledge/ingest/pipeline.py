@@ -18,12 +18,12 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
-from ..errors import HomestackError
+from ...errors import HomestackError
 from . import sparse
 from .chunk import Chunk, chunk_blocks
-from .core import Knowledge
+from ..core import Knowledge
 from .parse import parse
-from .store import StorePoint, point_id
+from ..stores.base import StorePoint, point_id
 from .tokens import TokenCounter
 
 
