@@ -17,7 +17,7 @@ from anyio import to_thread
 
 from ..config.schema import FleetConfig
 from ..errors import BadRequest, ConfigError, Conflict
-from .gateway import Gateway
+from .inference import InferenceClient
 from .ingest import sparse
 from .ingest.tokens import TokenCounter, load_counter
 from .stores.base import MODES, SearchSpec, Store, check_name
@@ -65,8 +65,10 @@ def open_store(settings: Settings) -> Store:
     return EdgeStore(settings.data_dir / "collections")
 
 
-class Knowledge:
-    def __init__(self, settings: Settings, store: Store, gateway: Gateway, counter: TokenCounter | None = None):
+class KnowledgeBase:
+    """The service's collections: created, searched and described over the store and the gateway's models."""
+
+    def __init__(self, settings: Settings, store: Store, gateway: InferenceClient, counter: TokenCounter | None = None):
         self.settings = settings
         self.store = store
         self.gateway = gateway

@@ -13,13 +13,13 @@ import uvicorn
 from ...config.schema import FleetConfig
 from ...errors import ConfigError
 from ...listen import bind, is_loopback, url_of
-from ..core import Knowledge, Settings, open_store
-from ..gateway import Gateway
+from ..core import KnowledgeBase, Settings, open_store
+from ..inference import InferenceClient
 
 # An app mounted beside the API, built on the core (the MCP endpoint): given the core and the
 # bound host, its ASGI app (whose routes are added) and the context its sessions run in.
 # Passed in by the CLI, so that MCP imports knowledge and never the other way round.
-Endpoint = Callable[[Knowledge, str], "tuple[Any, Callable[[], AsyncContextManager[Any]]]"]
+Endpoint = Callable[[KnowledgeBase, str], "tuple[Any, Callable[[], AsyncContextManager[Any]]]"]
 
 
 def _lock(directory: Path):
@@ -48,8 +48,8 @@ def serve(fleet: FleetConfig, host: str | None, port: int | None, gateway_url: s
     lock = _lock(settings.data_dir)
     sock = bind(host, fleet.knowledge.port if port is None else port)
     bound_host = sock.getsockname()[0]
-    k = Knowledge(settings, open_store(settings), Gateway(settings.gateway_url, settings.embedding_model,
-                                                          settings.chat_model, settings.api_key))
+    inference = InferenceClient(settings.gateway_url, settings.embedding_model, settings.chat_model, settings.api_key)
+    k = KnowledgeBase(settings, open_store(settings), inference)
     extra_app, sessions = endpoint(k, bound_host) if endpoint else (None, contextlib.nullcontext)
 
     @contextlib.asynccontextmanager
