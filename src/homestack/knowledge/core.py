@@ -16,7 +16,7 @@ from typing import Any
 from anyio import to_thread
 
 from ..config.schema import FleetConfig
-from ..errors import BadRequest, ConfigError, Conflict
+from ..errors import BadRequest, Conflict
 from .inference import InferenceClient
 from .ingest import sparse
 from .ingest.tokens import TokenCounter, load_counter
@@ -43,8 +43,6 @@ class Settings:
     @classmethod
     def from_fleet(cls, fleet: FleetConfig, gateway_url: str | None = None) -> "Settings":
         k = fleet.knowledge
-        if k.chunk_overlap >= k.chunk_tokens:
-            raise ConfigError(f"knowledge.chunk_overlap ({k.chunk_overlap}) must be below chunk_tokens ({k.chunk_tokens})")
         host = "127.0.0.1" if fleet.host in ("0.0.0.0", "::", "") else fleet.host
         keys = fleet.admin_keys or fleet.api_keys
         return cls(
