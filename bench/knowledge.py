@@ -26,12 +26,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from homestack.knowledge import sparse
-from homestack.knowledge.edge import EdgeStore
-from homestack.knowledge.ingest import Document, prepare_chunks
-from homestack.knowledge.metrics import percentile
-from homestack.knowledge.store import SearchSpec, StorePoint, point_id
-from homestack.knowledge.tokens import load_counter
+from homestack.knowledge.evaluation.metrics import percentile
+from homestack.knowledge.ingest import sparse
+from homestack.knowledge.ingest.pipeline import Document, prepare_chunks
+from homestack.knowledge.ingest.tokens import load_counter
+from homestack.knowledge.stores.base import SearchSpec, StorePoint, point_id
+from homestack.knowledge.stores.edge import EdgeStore
 
 _WORDS = ("robot arm gripper sensor motor torque joint shelf crate warehouse battery charge route map camera "
           "vision model lidar obstacle speed brake wheel axle chassis frame bolt weld paint inspection report "

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +16,21 @@ import httpx
 import openai
 import pytest
 
+from harness import ServerProcess, wait_until
+
 TESTS = Path(__file__).parent
-_BANNER = re.compile(r"homestack serving (http://\S+?)/v1 ")
 
 
-class GatewayProcess:
+class GatewayProcess(ServerProcess):
     """``homestack serve`` as a child process on a port the OS picks."""
+
+    what = "gateway"
 
     def __init__(self, home: Path, config: str | None, args: tuple[str, ...] = (), env: dict[str, str] | None = None,
                  wait: bool = True, unread_stdout: bool = False):
         home.mkdir(parents=True, exist_ok=True)
         self.home = home
         self.stdout_path = home / "gateway.stdout"
-        self.stderr_path = home / "gateway.stderr"
         argv = [sys.executable, "-m", "homestack", "serve"]
         if config is not None:
             config_path = home / "fleet.yaml"
@@ -42,20 +42,8 @@ class GatewayProcess:
             argv += ["--no-knowledge"]
         argv += list(args)
         self.env = {**os.environ, "HOMESTACK_HOME": str(home / "data"), **(env or {})}
-        self.proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE if unread_stdout else self.stdout_path.open("wb"),
-            stderr=self.stderr_path.open("wb"),
-            stdin=subprocess.DEVNULL, env=self.env,
-        )
-        self.url = ""
-        if wait:
-            self.wait_ready()
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        self.url = wait_for_banner(self.proc, self.stderr, _BANNER, "gateway", timeout)
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
+        stdout = subprocess.PIPE if unread_stdout else self.stdout_path.open("wb")
+        super().__init__(argv, home / "gateway.stderr", env=self.env, stdout=stdout, wait=wait)
 
     def request_log(self) -> list[dict[str, Any]]:
         entries = []
@@ -93,39 +81,6 @@ class GatewayProcess:
         if check and result.returncode != 0:
             raise AssertionError(f"homestack {' '.join(args)} failed: {result.stderr}")
         return result
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-
-def wait_for_banner(proc: subprocess.Popen, stderr, banner: re.Pattern[str], what: str, timeout: float = 60) -> str:
-    """The URL a server prints in its start-up banner (``banner``'s first group), once it has printed it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        match = banner.search(stderr())
-        if match:
-            return match.group(1)
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}: {stderr()}")
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} not ready after {timeout} s: {stderr()}")
-
-
-def wait_until(predicate, timeout: float = 30, interval: float = 0.1, message: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {message}")
 
 
 def pid_alive(pid: int) -> bool:
@@ -177,25 +132,20 @@ def ensure_debian(binary: str, package: str) -> str:
 
 
 def free_port() -> int:
+    """A port nothing listens on now (for a runner that is down, or a server that is not ours)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-class FakeUpstream:
-    """tests/fake_openai.py on a port: an OpenAI-compatible upstream for remote-runner tests."""
+class FakeUpstream(ServerProcess):
+    """tests/fake_openai.py on a port (the OS picks one unless given): an OpenAI-compatible upstream."""
 
-    def __init__(self, port: int | None = None):
-        self.port = port or free_port()
-        self.proc = subprocess.Popen([sys.executable, str(TESTS / "fake_openai.py"), "--port", str(self.port)])
-        wait_until(self._healthy, 10, message="fake upstream")
+    what = "fake upstream"
 
-    def _healthy(self) -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
+    def __init__(self, port: int = 0):
+        super().__init__([sys.executable, str(TESTS / "fake_openai.py"), "--port", str(port)], stderr_path=None)
+        self.port = int(self.url.rsplit(":", 1)[1])
 
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
+    def stop(self, sig: int = signal.SIGKILL, timeout: float = 30) -> int:
+        return super().stop(sig, timeout)

@@ -134,6 +134,17 @@ def test_check_error_is_one_line_with_exit_code_1(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_check_rejects_a_chunk_overlap_not_below_the_chunk_size(tmp_path):
+    path = tmp_path / "fleet.yaml"
+    path.write_text("knowledge:\n  chunk_tokens: 64\n  chunk_overlap: 64\n")
+    result = _homestack("check", str(path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("homestack: ") and len(result.stderr.strip().splitlines()) == 1
+    assert "knowledge.chunk_overlap" in result.stderr and "knowledge.chunk_tokens (64)" in result.stderr
+    path.write_text("knowledge:\n  chunk_tokens: 64\n  chunk_overlap: 63\n")
+    assert _homestack("check", str(path)).returncode == 0
+
+
 def test_schema_is_json_schema_of_the_fleet_file():
     result = _homestack("schema")
     schema = json.loads(result.stdout)

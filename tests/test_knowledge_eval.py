@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from homestack.knowledge import metrics
+from homestack.knowledge.evaluation import metrics
 from knowledge_fixtures.service import KnowledgeProcess
 
 RANKED = ["d3", "d1", "d7", "d2", "d9"]

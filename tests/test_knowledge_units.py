@@ -9,13 +9,13 @@ import pytest
 from qdrant_client import QdrantClient
 
 from homestack.errors import Conflict, NotFound
-from homestack.knowledge import sparse
-from homestack.knowledge.chunk import chunk_blocks
-from homestack.knowledge.edge import EdgeStore
-from homestack.knowledge.parse import ParseError, parse
-from homestack.knowledge.qdrant_server import QdrantServerStore
-from homestack.knowledge.store import SearchSpec, StorePoint, point_id
-from homestack.knowledge.tokens import load_counter
+from homestack.knowledge.ingest import sparse
+from homestack.knowledge.ingest.chunk import chunk_blocks
+from homestack.knowledge.ingest.parse import ParseError, parse
+from homestack.knowledge.ingest.tokens import load_counter
+from homestack.knowledge.stores.base import SearchSpec, StorePoint, point_id
+from homestack.knowledge.stores.edge import EdgeStore
+from homestack.knowledge.stores.qdrant_server import QdrantServerStore
 from knowledge_fixtures.docs import HTML, MARKDOWN, PDF_PAGES, pdf_bytes
 
 COUNTER = load_counter("minilm-l6-v2")

@@ -239,9 +239,12 @@ def _parser() -> argparse.ArgumentParser:
         if name == "logs":
             p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
             p.add_argument("-n", "--lines", type=int, default=100, help="lines of tail to show first")
-    from .knowledge.cli import register as register_knowledge
+    from .knowledge.client import cli as knowledge_cli
+    from .mcp import cli as mcp_cli
 
-    register_knowledge(sub, command)
+    knowledge_cli.register_service(command, endpoint=mcp_cli.knowledge_endpoint)
+    mcp_cli.register(command)
+    knowledge_cli.register_kb(command)
     return parser
 
 

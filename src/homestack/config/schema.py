@@ -138,6 +138,15 @@ class Knowledge(_Strict):
     min_score: float | None = Field(None, description="Search results below this score are dropped.")
     read_only: bool = Field(False, description="No writes through MCP (add_document is not offered).")
 
+    @field_validator("chunk_overlap")
+    @classmethod
+    def _overlap_below_chunk(cls, overlap: int, info: ValidationInfo) -> int:
+        tokens = info.data.get("chunk_tokens")
+        if tokens is not None and overlap >= tokens:
+            raise ValueError(f"{overlap} must be below knowledge.chunk_tokens ({tokens}); "
+                             "lower it or raise chunk_tokens")
+        return overlap
+
 
 class Timeouts(_Strict):
     connect: float = Field(5, gt=0, description="Seconds to connect to a runner.")

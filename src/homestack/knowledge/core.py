@@ -16,11 +16,11 @@ from typing import Any
 from anyio import to_thread
 
 from ..config.schema import FleetConfig
-from ..errors import BadRequest, ConfigError, Conflict
-from . import sparse
-from .gateway import Gateway
-from .store import MODES, SearchSpec, Store, check_name
-from .tokens import TokenCounter, load_counter
+from ..errors import BadRequest, Conflict
+from .inference import InferenceClient
+from .ingest import sparse
+from .ingest.tokens import TokenCounter, load_counter
+from .stores.base import MODES, SearchSpec, Store, check_name
 
 _SNIPPET_CHARS = 300
 
@@ -43,8 +43,6 @@ class Settings:
     @classmethod
     def from_fleet(cls, fleet: FleetConfig, gateway_url: str | None = None) -> "Settings":
         k = fleet.knowledge
-        if k.chunk_overlap >= k.chunk_tokens:
-            raise ConfigError(f"knowledge.chunk_overlap ({k.chunk_overlap}) must be below chunk_tokens ({k.chunk_tokens})")
         host = "127.0.0.1" if fleet.host in ("0.0.0.0", "::", "") else fleet.host
         keys = fleet.admin_keys or fleet.api_keys
         return cls(
@@ -57,16 +55,18 @@ class Settings:
 
 def open_store(settings: Settings) -> Store:
     if settings.qdrant_url:
-        from .qdrant_server import QdrantServerStore
+        from .stores.qdrant_server import QdrantServerStore
 
         return QdrantServerStore.connect(settings.qdrant_url)
-    from .edge import EdgeStore
+    from .stores.edge import EdgeStore
 
     return EdgeStore(settings.data_dir / "collections")
 
 
-class Knowledge:
-    def __init__(self, settings: Settings, store: Store, gateway: Gateway, counter: TokenCounter | None = None):
+class KnowledgeBase:
+    """The service's collections: created, searched and described over the store and the gateway's models."""
+
+    def __init__(self, settings: Settings, store: Store, gateway: InferenceClient, counter: TokenCounter | None = None):
         self.settings = settings
         self.store = store
         self.gateway = gateway

@@ -51,13 +51,13 @@ class LocalBackend:
         self.k = knowledge
 
     async def search(self, collection, query, k, filters):
-        from ..knowledge.service import filters_of
+        from ..knowledge.service.app import filters_of
 
         return await self.k.search(collection, query, k=k, **filters_of({"filters": filters}))
 
     async def add(self, collection, document):
-        from ..knowledge.ingest import ingest
-        from ..knowledge.service import documents_of
+        from ..knowledge.ingest.pipeline import ingest
+        from ..knowledge.service.app import documents_of
 
         await self.k.create_collection(collection, exist_ok=True)
         events = [e async for e in ingest(self.k, collection, documents_of({"documents": [document]}))]

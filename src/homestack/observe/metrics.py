@@ -6,7 +6,7 @@
 * Fleet state (queues, model states, memory, swaps) is read from the scheduler
   at scrape time: the scheduler owns it, the metrics only look.
 * GPUs through NVML, and each llama.cpp runner's own ``/metrics`` (``llamacpp:*``),
-  re-exported with a ``model`` label.
+  re-exported as ``llamacpp_*`` with a ``model`` label (``:`` is reserved for recording rules).
 """
 
 from __future__ import annotations
@@ -237,7 +237,13 @@ class _RunnerCollector:
                 families = None
             success.add_metric([model], 0.0 if families is None else 1.0)
             for family in families or ():
-                target = merged.setdefault(family.name, Metric(family.name, family.documentation, family.type))
+                name = _exported_name(family.name)
+                target = merged.setdefault(name, Metric(name, family.documentation, family.type))
                 for sample in family.samples:
-                    target.add_sample(sample.name, {**sample.labels, "model": model}, sample.value)
+                    target.add_sample(_exported_name(sample.name), {**sample.labels, "model": model}, sample.value)
         return [success, *merged.values()]
+
+
+def _exported_name(runner_name: str) -> str:
+    """llama.cpp's ``llamacpp:tokens_predicted_total`` as ``llamacpp_tokens_predicted_total``."""
+    return runner_name.replace(":", "_")

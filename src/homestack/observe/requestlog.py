@@ -12,12 +12,9 @@ import threading
 import time
 import traceback
 from collections import deque
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import orjson
-
-if TYPE_CHECKING:
-    from .metrics import Metrics
 
 
 class RequestRecord:
@@ -46,6 +43,14 @@ class RequestRecord:
         self.key: str | None = None  # the API key's name, when keys are configured
 
 
+class RecordSink(Protocol):
+    """What the writer feeds each finished record to (observe.metrics.Metrics); the log needs no more of it."""
+
+    lock: threading.Lock
+
+    def observe(self, rec: RequestRecord, duration: float) -> None: ...
+
+
 class RequestLog:
     """Writes request lines from a background thread, in batches.
 
@@ -65,7 +70,7 @@ class RequestLog:
         self._pending: deque[tuple[RequestRecord, float, float]] = deque()
         self._max_pending = max_pending
         self.recent: deque[dict[str, Any]] = deque(maxlen=recent)  # the latest entries, for /admin/requests
-        self.metrics: Metrics | None = None  # fed from the writer thread
+        self.metrics: RecordSink | None = None  # fed from the writer thread
         self.dropped = 0
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._drain, name="homestack-request-log", daemon=True)

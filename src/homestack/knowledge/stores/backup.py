@@ -23,15 +23,15 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 
-from ..errors import BadRequest, Conflict
-from .core import Knowledge
-from .store import StorePoint, check_name
+from ...errors import BadRequest, Conflict
+from ..core import KnowledgeBase
+from .base import StorePoint, check_name
 
 _MANIFEST = "homestack-knowledge-backup.json"
 _BATCH = 1000
 
 
-def write_backup(k: Knowledge, names: list[str], path: Path) -> dict[str, Any]:
+def write_backup(k: KnowledgeBase, names: list[str], path: Path) -> dict[str, Any]:
     counts = {}
     with tarfile.open(path, "w:gz") as tar:
         for name in names:
@@ -58,7 +58,7 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def read_backup(k: Knowledge, path: Path, replace: bool) -> dict[str, int]:
+def read_backup(k: KnowledgeBase, path: Path, replace: bool) -> dict[str, int]:
     """Restore every collection in the archive; existing ones only with ``replace``."""
     try:
         tar = tarfile.open(path, "r:gz")
@@ -98,7 +98,7 @@ def _member(tar: tarfile.TarFile, name: str) -> bytes:
     return member.read()
 
 
-async def backup_route(k: Knowledge, request: Request) -> Response:
+async def backup_route(k: KnowledgeBase, request: Request) -> Response:
     names = await k.run(k.store.list)
     handle = tempfile.NamedTemporaryFile(suffix=".tar.gz", dir=k.settings.data_dir, delete=False)
     handle.close()
@@ -115,7 +115,7 @@ async def backup_route(k: Knowledge, request: Request) -> Response:
                         background=BackgroundTask(path.unlink, missing_ok=True))
 
 
-async def restore_route(k: Knowledge, request: Request) -> Response:
+async def restore_route(k: KnowledgeBase, request: Request) -> Response:
     replace = request.query_params.get("replace") in ("1", "true", "yes")
     with tempfile.NamedTemporaryFile(suffix=".tar.gz", dir=k.settings.data_dir) as handle:
         async for part in request.stream():

@@ -10,8 +10,8 @@ from typing import Any
 
 from qdrant_client import QdrantClient, models as m
 
-from ..errors import Conflict, NotFound
-from .store import (
+from ...errors import Conflict, NotFound
+from .base import (
     INDEXED_KEYWORDS, MARKER_PAYLOAD, RRF_K, Hit, SearchSpec, StorePoint, check_name, documents_from_markers,
 )
 

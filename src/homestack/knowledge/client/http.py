@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import httpx
 import orjson
 
-from ..errors import HomestackError
+from ...errors import HomestackError
 
 DEFAULT_URL = "http://127.0.0.1:8081"
 PREFIX = "/v1/knowledge"

@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
-from ..errors import BadRequest
-from .core import Knowledge
+from ...errors import BadRequest
+from ..core import KnowledgeBase
 
 DEFAULT_MIN_RELEVANCE = 0.25  # MiniLM: unrelated text scores ~0-0.15, a passage on the topic 0.3 and up
 _MAX_TOKENS = 200
@@ -54,7 +54,7 @@ def question_of(messages: Any) -> str:
     raise BadRequest("no user message with text in 'messages'", param="messages")
 
 
-async def retrieve(k: Knowledge, collection: str, question: str, history: list[dict[str, Any]] | None = None,
+async def retrieve(k: KnowledgeBase, collection: str, question: str, history: list[dict[str, Any]] | None = None,
                    top_k: int | None = None, sources: list[str] | None = None, tags: list[str] | None = None,
                    mode: str = "hybrid") -> Answer:
     started = time.perf_counter()
@@ -75,7 +75,7 @@ async def retrieve(k: Knowledge, collection: str, question: str, history: list[d
     return answer
 
 
-async def generate(k: Knowledge, answer: Answer, **options: Any) -> AsyncIterator[str]:
+async def generate(k: KnowledgeBase, answer: Answer, **options: Any) -> AsyncIterator[str]:
     """The answer's text as the chat model writes it (or the not-found line, without asking it)."""
     started = time.perf_counter()
     if not answer.sources:
@@ -102,7 +102,7 @@ async def generate(k: Knowledge, answer: Answer, **options: Any) -> AsyncIterato
     answer.timings["generation_ms"] = (end - (first or end)) * 1000
 
 
-async def ask(k: Knowledge, collection: str, question: str, max_tokens: int | None = None,
+async def ask(k: KnowledgeBase, collection: str, question: str, max_tokens: int | None = None,
               **search: Any) -> dict[str, Any]:
     if not isinstance(question, str) or not question.strip():
         raise BadRequest("'question' must be a non-empty string", param="question")

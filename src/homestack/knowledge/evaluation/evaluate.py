@@ -14,9 +14,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ..errors import HomestackError
+from ...errors import HomestackError
 from . import metrics
-from .client import KnowledgeClient
+from ..client.http import KnowledgeClient
 
 MODES = ("dense", "sparse", "hybrid")
 _DOCS_PER_REQUEST = 500

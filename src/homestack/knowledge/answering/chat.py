@@ -16,15 +16,15 @@ from typing import Any, AsyncIterator
 import orjson
 from starlette.responses import Response, StreamingResponse
 
-from ..errors import BadRequest, HomestackError
-from ..gateway.surfaces.openai import error_body
+from ...errors import BadRequest, HomestackError
+from ...gateway.surfaces.openai import error_body
 from .answer import Answer, generate, public_sources, question_of, retrieve, sources_footer
-from .core import Knowledge
+from ..core import KnowledgeBase
 
 _PASSED_ON = ("max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed")
 
 
-async def chat_completion(k: Knowledge, body: dict[str, Any]) -> Response:
+async def chat_completion(k: KnowledgeBase, body: dict[str, Any]) -> Response:
     model = body.get("model")
     if not isinstance(model, str) or not model.startswith("kb:") or len(model) <= 3:
         raise BadRequest("'model' must be kb:<collection>", param="model")
@@ -52,7 +52,7 @@ def _usage(answer: Answer) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-async def _stream(k: Knowledge, answer: Answer, model: str, completion_id: str, options: dict[str, Any],
+async def _stream(k: KnowledgeBase, answer: Answer, model: str, completion_id: str, options: dict[str, Any],
                   include_usage: bool) -> AsyncIterator[bytes]:
     created = int(time.time())
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ..errors import HomestackError
-from .client import KnowledgeClient
+from ...errors import HomestackError
+from ..client.http import KnowledgeClient
 from .parse import FORMATS
 
 _BATCH_BYTES = 24 * 1024 * 1024  # raw bytes per request (base64 adds a third)

@@ -15,8 +15,8 @@ from typing import Any
 
 import qdrant_edge as q
 
-from ..errors import Conflict, NotFound
-from .store import (
+from ...errors import Conflict, NotFound
+from .base import (
     INDEXED_KEYWORDS, MARKER_PAYLOAD, RRF_K, Hit, SearchSpec, StorePoint, check_name, documents_from_markers,
 )
 

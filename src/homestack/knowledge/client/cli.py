@@ -1,4 +1,4 @@
-"""`homestack knowledge serve`, `homestack kb ...` and `homestack mcp`.
+"""`homestack knowledge serve` and `homestack kb ...`.
 
 Each command imports what it needs when it runs, so other commands stay fast.
 The `kb` commands talk to the running knowledge service (--url, else
@@ -8,12 +8,13 @@ $HOMESTACK_KNOWLEDGE_URL, else http://127.0.0.1:8081) and print JSON with --json
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
 
 def _client(args: argparse.Namespace):
-    from .client import KnowledgeClient
+    from .http import KnowledgeClient
 
     return KnowledgeClient(args.url)
 
@@ -22,17 +23,11 @@ def _print_json(data) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-def _serve(args: argparse.Namespace) -> None:
-    from ..config import load_fleet
-    from .server import serve
+def _serve(args: argparse.Namespace, endpoint=None) -> None:
+    from ...config import load_fleet
+    from ..service.server import serve
 
-    serve(load_fleet(args.config), args.host, args.port, args.gateway, no_auth=args.no_auth)
-
-
-def _mcp(args: argparse.Namespace) -> None:
-    from ..mcp.stdio import run_stdio
-
-    run_stdio(_client(args), read_only=args.read_only)
+    serve(load_fleet(args.config), args.host, args.port, args.gateway, no_auth=args.no_auth, endpoint=endpoint)
 
 
 def _collections(args: argparse.Namespace) -> None:
@@ -73,11 +68,11 @@ def _ingest(args: argparse.Namespace, sync: bool = False) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .files import find_files, ingest_files
+    from ..ingest.files import find_files, ingest_files
 
     root = Path(args.dir).expanduser().resolve() if sync else None
     if sync and not root.is_dir():
-        from ..errors import HomestackError
+        from ...errors import HomestackError
 
         raise HomestackError(f"{args.dir}: not a folder")
     files = find_files([str(root)] if sync else args.paths)
@@ -154,19 +149,19 @@ def _restore(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from .evaluate import print_report, run_eval
+    from ..evaluation.evaluate import print_report, run_eval
 
     report = run_eval(_client(args), Path(args.corpus), Path(args.queries), Path(args.qrels), args.k)
     _print_json(report) if args.json else print_report(report)
 
 
-def register(sub, command) -> None:
-    """Add `knowledge serve`, `kb ...` and `mcp` to the `homestack` parser."""
+def register_service(command, endpoint=None) -> None:
+    """Add `knowledge serve` (mounting `endpoint`, see service.server.Endpoint) to the `homestack` parser."""
     p = command("knowledge", lambda args: None, "The knowledge service (retrieval with cited answers).")
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     serve = p.add_subparsers(dest="knowledge_command", metavar="COMMAND", required=True).add_parser(
         "serve", help="run the knowledge service alone", description="Run the knowledge service alone.")
-    serve.set_defaults(func=_serve)
+    serve.set_defaults(func=functools.partial(_serve, endpoint=endpoint))
     serve.add_argument("--config", "-c", metavar="FILE", help="fleet file (YAML); its knowledge: section")
     serve.add_argument("--host", help="address to bind (default knowledge.host, 127.0.0.1)")
     serve.add_argument("--no-auth", action="store_true", help="allow a non-loopback address (it checks no keys)")
@@ -174,10 +169,10 @@ def register(sub, command) -> None:
     serve.add_argument("--gateway", metavar="URL", help="gateway for embeddings and answers")
     p.epilog = "commands:\n  " + serve.format_usage().removeprefix("usage: ").strip()
 
-    p = command("mcp", _mcp, "Serve the knowledge tools over MCP on stdio (for agents).")
-    p.add_argument("--url", help="knowledge service URL (default $HOMESTACK_KNOWLEDGE_URL or http://127.0.0.1:8081)")
-    p.add_argument("--read-only", action="store_true", help="leave out add_document")
 
+
+def register_kb(command) -> None:
+    """Add `kb ...` to the `homestack` parser."""
     kb = command("kb", lambda args: None, "Knowledge bases: ingest, search, ask (talks to the service).")
     kb.formatter_class = argparse.RawDescriptionHelpFormatter
     commands = kb.add_subparsers(dest="kb_command", metavar="COMMAND", required=True)

@@ -18,12 +18,12 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
-from ..errors import HomestackError
+from ...errors import HomestackError
 from . import sparse
 from .chunk import Chunk, chunk_blocks
-from .core import Knowledge
+from ..core import KnowledgeBase
 from .parse import parse
-from .store import StorePoint, point_id
+from ..stores.base import StorePoint, point_id
 from .tokens import TokenCounter
 
 
@@ -52,7 +52,7 @@ class _Pending:
     marker: StorePoint | None = None
 
 
-async def ingest(k: Knowledge, collection: str, docs: list[Document]) -> AsyncIterator[dict[str, Any]]:
+async def ingest(k: KnowledgeBase, collection: str, docs: list[Document]) -> AsyncIterator[dict[str, Any]]:
     """Events: one ``file`` per document (added, replaced, skipped, empty, failed), ``progress``, ``done``."""
     async with k.writer(collection):
         meta = await k.run(k.store.meta, collection)
@@ -72,7 +72,7 @@ async def ingest(k: Knowledge, collection: str, docs: list[Document]) -> AsyncIt
     yield {"event": "done", **totals}
 
 
-async def _prepare(k: Knowledge, collection: str, meta: dict[str, Any], docs: list[Document], queue: asyncio.Queue):
+async def _prepare(k: KnowledgeBase, collection: str, meta: dict[str, Any], docs: list[Document], queue: asyncio.Queue):
     """Decide each document's fate and parse what must be written; None ends the queue."""
     try:
         await _decide(k, collection, meta, docs, queue)
@@ -82,7 +82,7 @@ async def _prepare(k: Knowledge, collection: str, meta: dict[str, Any], docs: li
     await queue.put(None)
 
 
-async def _decide(k: Knowledge, collection: str, meta: dict[str, Any], docs: list[Document], queue: asyncio.Queue):
+async def _decide(k: KnowledgeBase, collection: str, meta: dict[str, Any], docs: list[Document], queue: asyncio.Queue):
     complete = await k.run(k.store.complete_documents, collection)
     for doc in docs:
         digest = doc.hash
@@ -107,7 +107,7 @@ def prepare_chunks(counter: TokenCounter, meta: dict[str, Any], doc: Document) -
         " ".join([*c.heading, c.text]))) for c in chunks]
 
 
-async def _write(k: Knowledge, collection: str, queue: asyncio.Queue) -> AsyncIterator[dict[str, Any]]:
+async def _write(k: KnowledgeBase, collection: str, queue: asyncio.Queue) -> AsyncIterator[dict[str, Any]]:
     batch: list[tuple[_Pending, Chunk, str, tuple]] = []
     previous: tuple[list, Any] | None = None
     done = 0
@@ -151,7 +151,7 @@ async def _write(k: Knowledge, collection: str, queue: asyncio.Queue) -> AsyncIt
             return
 
 
-async def _store(k: Knowledge, collection: str, items, vectors) -> list[dict[str, Any]]:
+async def _store(k: KnowledgeBase, collection: str, items, vectors) -> list[dict[str, Any]]:
     points, finished = [], []
     for (pending, chunk, _, vec), dense in zip(items, vectors):
         point = StorePoint(point_id(pending.doc.source, pending.hash, chunk.position), dense.tolist(), vec,

@@ -19,13 +19,13 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from ..errors import BadRequest, HomestackError, MethodNotAllowed, NotFound, PayloadTooLarge
-from ..gateway.surfaces.openai import error_body
-from . import answer as answers
-from .chat import chat_completion
-from .core import Knowledge
-from .ingest import Document, ingest
-from .parse import format_of
+from ...errors import BadRequest, HomestackError, MethodNotAllowed, NotFound, PayloadTooLarge
+from ...gateway.surfaces.openai import error_body
+from ..answering import answer as answers
+from ..answering.chat import chat_completion
+from ..core import KnowledgeBase
+from ..ingest.parse import format_of
+from ..ingest.pipeline import Document, ingest
 
 MAX_BODY = 256 * 1024 * 1024
 PREFIX = "/v1/knowledge"
@@ -91,34 +91,34 @@ def filters_of(body: dict[str, Any]) -> dict[str, list[str]]:
     return out
 
 
-async def _health(k: Knowledge, request: Request) -> Response:
+async def _health(k: KnowledgeBase, request: Request) -> Response:
     return json_response({"status": "ok"})
 
 
-async def _list(k: Knowledge, request: Request) -> Response:
+async def _list(k: KnowledgeBase, request: Request) -> Response:
     return json_response({"collections": [await k.describe(n) for n in await k.run(k.store.list)]})
 
 
-async def _create(k: Knowledge, request: Request) -> Response:
+async def _create(k: KnowledgeBase, request: Request) -> Response:
     body = await body_of(request)
     info = await k.create_collection(_field(body, "name", str), exist_ok=_field(body, "exist_ok", bool, False))
     return json_response(info, 201)
 
 
-async def _describe(k: Knowledge, request: Request) -> Response:
+async def _describe(k: KnowledgeBase, request: Request) -> Response:
     return json_response(await k.describe(request.path_params["name"]))
 
 
-async def _delete(k: Knowledge, request: Request) -> Response:
+async def _delete(k: KnowledgeBase, request: Request) -> Response:
     await k.delete_collection(request.path_params["name"])
     return json_response({"deleted": request.path_params["name"]})
 
 
-async def _sources(k: Knowledge, request: Request) -> Response:
+async def _sources(k: KnowledgeBase, request: Request) -> Response:
     return json_response({"sources": await k.sources(request.path_params["name"])})
 
 
-async def _delete_source(k: Knowledge, request: Request) -> Response:
+async def _delete_source(k: KnowledgeBase, request: Request) -> Response:
     source = request.query_params.get("source")
     if not source:
         raise BadRequest("missing query parameter 'source'", param="source")
@@ -145,7 +145,7 @@ def documents_of(body: dict[str, Any]) -> list[Document]:
     return out
 
 
-async def _documents(k: Knowledge, request: Request) -> Response:
+async def _documents(k: KnowledgeBase, request: Request) -> Response:
     body = await body_of(request)
     name = request.path_params["name"]
     docs = documents_of(body)
@@ -171,7 +171,7 @@ async def _ndjson(first: dict[str, Any], events: AsyncIterator[dict[str, Any]]) 
         yield orjson.dumps({"event": "error", "error": orjson.loads(error_response(exc).body)["error"]}) + b"\n"
 
 
-async def _search(k: Knowledge, request: Request) -> Response:
+async def _search(k: KnowledgeBase, request: Request) -> Response:
     body = await body_of(request)
     results = await k.search(
         _field(body, "collection", str), _field(body, "query", str), mode=_field(body, "mode", str, "hybrid"),
@@ -181,7 +181,7 @@ async def _search(k: Knowledge, request: Request) -> Response:
     return json_response({"results": results})
 
 
-async def _ask(k: Knowledge, request: Request) -> Response:
+async def _ask(k: KnowledgeBase, request: Request) -> Response:
     body = await body_of(request)
     result = await answers.ask(k, _field(body, "collection", str), _field(body, "question", str),
                                _field(body, "max_tokens", int, None), top_k=_field(body, "k", int, None),
@@ -189,11 +189,11 @@ async def _ask(k: Knowledge, request: Request) -> Response:
     return json_response(result)
 
 
-async def _chat(k: Knowledge, request: Request) -> Response:
+async def _chat(k: KnowledgeBase, request: Request) -> Response:
     return await chat_completion(k, await body_of(request))
 
 
-async def _stats(k: Knowledge, request: Request) -> Response:
+async def _stats(k: KnowledgeBase, request: Request) -> Response:
     names = await k.run(k.store.list)
     return json_response({
         "store": "qdrant" if k.settings.qdrant_url else "qdrant-edge", "gateway": k.settings.gateway_url,
@@ -202,16 +202,16 @@ async def _stats(k: Knowledge, request: Request) -> Response:
     })
 
 
-async def _models(k: Knowledge, request: Request) -> Response:
+async def _models(k: KnowledgeBase, request: Request) -> Response:
     return json_response(await k.gateway.get("/v1/models"))
 
 
-async def _fleet(k: Knowledge, request: Request) -> Response:
+async def _fleet(k: KnowledgeBase, request: Request) -> Response:
     return json_response(await k.gateway.get("/admin/running?all=1"))
 
 
 def routes() -> list:
-    from .backup import backup_route, restore_route
+    from ..stores.backup import backup_route, restore_route
 
     def r(path: str, handler, methods: list[str]) -> Route:
         return Route(PREFIX + path, _endpoint(handler), methods=methods)
@@ -243,8 +243,8 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
     return error_response(NotFound(f"no route {request.method} {request.url.path} in the knowledge service"))
 
 
-def build_app(k: Knowledge, mcp_app: Any = None, lifespan=None) -> Starlette:
-    extra = list(mcp_app.routes) if mcp_app is not None else []  # its /mcp route; our own 404s elsewhere
+def build_app(k: KnowledgeBase, extra_app: Any = None, lifespan=None) -> Starlette:
+    extra = list(extra_app.routes) if extra_app is not None else []  # MCP's /mcp route; our own 404s elsewhere
     app = Starlette(routes=routes() + extra, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
     app.state.knowledge = k
     return app

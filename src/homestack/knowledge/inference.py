@@ -19,7 +19,9 @@ from ..errors import BadRequest, HomestackError, ModelNotFound, RunnerError, Run
 _QUEUE_FULL_RETRIES = 10  # 429s from the gateway waited out (each up to its Retry-After) before giving up
 
 
-class Gateway:
+class InferenceClient:
+    """The knowledge service's client to the gateway: embeddings, answers, models and fleet status."""
+
     def __init__(self, url: str, embedding_model: str, chat_model: str, api_key: str | None = None,
                  timeout: float = 600):
         self.url = url.rstrip("/")

@@ -1,0 +1,1 @@
+"""Cited answers from a collection, plain and as OpenAI chat completions."""

@@ -1,0 +1,1 @@
+"""The knowledge CLI (`homestack knowledge`, `homestack kb`) and its HTTP client."""

@@ -1,0 +1,1 @@
+"""Retrieval quality on BEIR datasets: the run and the ranking metrics."""

@@ -1,0 +1,1 @@
+"""The HTTP service: routes over the knowledge core, and the process that serves them."""

@@ -1,0 +1,1 @@
+"""Where chunks live: the store protocol, Qdrant Edge, Qdrant server, and backups."""
