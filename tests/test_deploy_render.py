@@ -4,13 +4,14 @@ by the real tool for its format (systemd-analyze, nginx -t, kubernetes-validate,
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import ensure_debian
+from helpers import ensure_debian, nginx_test_conf, self_signed
 
 from homestack.config import load_fleet
 from homestack.notify import notify_ready
@@ -41,7 +42,7 @@ deploy:
   admin_networks: [127.0.0.1/32, 192.168.1.0/24]
 """
 MIB = 1024**2
-TARGETS = ("systemd", "nginx", "compose", "kubernetes")
+TARGETS_RENDERED = ("systemd", "nginx", "compose", "kubernetes")
 
 
 def _bin(name: str) -> str:
@@ -57,7 +58,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     executable.write_text("#!/bin/sh\n")
     executable.chmod(0o755)
     fleet.write_text(FLEET.replace("EXECUTABLE", str(executable)))
-    for target in TARGETS:
+    for target in TARGETS_RENDERED:
         done = subprocess.run([sys.executable, "-m", "homestack", "render", target, "--config", str(fleet),
                                "-o", str(root / target)], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
@@ -107,46 +108,21 @@ def test_systemd_units_verify_without_warnings(rendered: Path) -> None:
     assert "MemoryMaxx" in done.stdout + done.stderr
 
 
-def test_sd_notify_sends_ready(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import socket
-
+def test_gateway_tells_systemd_it_is_ready(gateway_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
-    assert not notify_ready()
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+    assert not notify_ready()  # not under systemd: nothing to do
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:  # what systemd listens on
         manager.bind(str(tmp_path / "notify"))
-        monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
-        assert notify_ready()
+        manager.settimeout(30)
+        gateway_factory("models: {}\n", env={"NOTIFY_SOCKET": str(tmp_path / "notify")})
         assert manager.recv(64) == b"READY=1"
 
 
-def nginx_test_conf(root: Path, site: Path) -> Path:
-    """A main nginx.conf including ``site``, with every path nginx writes under ``root`` (no root needed)."""
-    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    for kind in kinds:
-        (root / kind).mkdir(parents=True, exist_ok=True)
-    temp = "\n".join(f"    {kind}_temp_path {root / kind};" for kind in kinds)
-    conf = root / "nginx.conf"
-    conf.write_text(f"""daemon off;
-worker_processes 1;
-pid {root / 'nginx.pid'};
-error_log {root / 'error.log'} warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-{temp}
-    include {site};
-}}
-""")
-    return conf
+def test_cli_lists_every_deploy_target() -> None:
+    from homestack.cli import _DEPLOY_TARGETS
+    from homestack.deploy.targets import TARGETS
 
-
-def self_signed(root: Path) -> tuple[Path, Path]:
-    cert, key = root / "cert.pem", root / "key.pem"
-    openssl = ensure_debian("openssl", "openssl")
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=60)
-    return cert, key
+    assert set(_DEPLOY_TARGETS) == set(TARGETS) == set(TARGETS_RENDERED)
 
 
 def test_nginx_site_passes_nginx_t(rendered: Path, tmp_path: Path) -> None:

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import GatewayProcess, ensure_debian, free_port, wait_until
-from test_deploy_render import nginx_test_conf, self_signed
+from helpers import GatewayProcess, ensure_debian, free_port, nginx_test_conf, self_signed, wait_until
 
 MAX_BODY = 64 * 1024
 FLEET = f"""
