@@ -4,6 +4,7 @@ they are generated, X-Request-ID survives the round trip, nginx refuses oversize
 from __future__ import annotations
 
 import json
+import ssl
 import statistics
 import subprocess
 import sys
@@ -62,9 +63,13 @@ def edge(tmp_path_factory: pytest.TempPathFactory):
         gateway.stop()
 
 
+def _trust(cert: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(cert))
+
+
 def _answers(url: str, cert: Path) -> bool:
     try:
-        return httpx.get(url, verify=str(cert), timeout=2).status_code == 200
+        return httpx.get(url, verify=_trust(cert), timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -88,7 +93,7 @@ def _stream(client: httpx.Client, url: str, request_id: str) -> tuple[float, flo
 def test_streams_pass_through_as_generated(edge) -> None:
     gateway, url, cert = edge
     ttft: dict[str, list[float]] = {"direct": [], "nginx": []}
-    with httpx.Client(timeout=120) as direct, httpx.Client(timeout=120, verify=str(cert)) as through:
+    with httpx.Client(timeout=120) as direct, httpx.Client(timeout=120, verify=_trust(cert)) as through:
         _stream(direct, gateway.url, "warm-up")  # the model is loaded; the first answer warms its cache
         for round_ in range(3):  # interleaved, so that drift cancels out
             for name, client, base in (("direct", direct, gateway.url), ("nginx", through, url)):
@@ -107,7 +112,7 @@ def test_streams_pass_through_as_generated(edge) -> None:
 def test_nginx_refuses_oversize_body(edge) -> None:
     gateway, url, cert = edge
     body = b'{"model": "smollm2", "messages": [], "pad": "' + b"x" * MAX_BODY + b'"}'
-    resp = httpx.post(url + "/v1/chat/completions", content=body, verify=str(cert), timeout=30,
+    resp = httpx.post(url + "/v1/chat/completions", content=body, verify=_trust(cert), timeout=30,
                       headers={"Content-Type": "application/json", "X-Request-ID": "edge-oversize"})
     assert resp.status_code == 413 and "nginx" in resp.text  # nginx's own page: the gateway never saw it
     assert not any(e["request_id"] == "edge-oversize" for e in gateway.request_log())
@@ -115,7 +120,7 @@ def test_nginx_refuses_oversize_body(edge) -> None:
 
 def test_rate_limit_answers_429_and_admin_is_restricted(edge) -> None:
     _, url, cert = edge
-    with httpx.Client(verify=str(cert), timeout=30) as client:
+    with httpx.Client(verify=_trust(cert), timeout=30) as client:
         assert client.get(url + "/metrics").status_code == 403  # only 10.99.0.0/16 may
         assert client.get(url + "/admin/running").status_code == 403
         statuses = [client.get(url + "/v1/models").status_code for _ in range(20)]
