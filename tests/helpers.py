@@ -149,3 +149,34 @@ class FakeUpstream(ServerProcess):
 
     def stop(self, sig: int = signal.SIGKILL, timeout: float = 30) -> int:
         return super().stop(sig, timeout)
+
+
+def nginx_test_conf(root: Path, site: Path) -> Path:
+    """A main nginx.conf including ``site``, with every path nginx writes under ``root`` (no root needed)."""
+    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    for kind in kinds:
+        (root / kind).mkdir(parents=True, exist_ok=True)
+    temp = "\n".join(f"    {kind}_temp_path {root / kind};" for kind in kinds)
+    conf = root / "nginx.conf"
+    conf.write_text(f"""daemon off;
+worker_processes 1;
+pid {root / 'nginx.pid'};
+error_log {root / 'error.log'} warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+{temp}
+    include {site};
+}}
+""")
+    return conf
+
+
+def self_signed(root: Path) -> tuple[Path, Path]:
+    """A one-day certificate and key for localhost (and 127.0.0.1), for TLS tests."""
+    cert, key = root / "cert.pem", root / "key.pem"
+    openssl = ensure_debian("openssl", "openssl")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key

@@ -90,6 +90,9 @@ def _prepare(args: argparse.Namespace) -> None:
 def _render(args: argparse.Namespace) -> None:
     from .deploy.monitoring import grafana_files, render_prometheus, shipped_alerts
 
+    if args.what in _DEPLOY_TARGETS:
+        _render_deploy(args)
+        return
     if args.what == "grafana":  # several files: a directory
         if not args.output:
             raise HomestackError("render grafana writes several files: give a directory with -o DIR")
@@ -106,6 +109,21 @@ def _render(args: argparse.Namespace) -> None:
         print(f"wrote {args.output}")
     else:
         sys.stdout.write(text)
+
+
+_DEPLOY_TARGETS = ("systemd", "nginx", "compose", "kubernetes")  # homestack.deploy.targets.TARGETS
+
+
+def _render_deploy(args: argparse.Namespace) -> None:
+    from .config import DEFAULT_FLEET
+    from .deploy.context import DeployContext
+    from .deploy.targets import render
+
+    if not args.output:
+        raise HomestackError(f"render {args.what} writes several files: give a directory with -o DIR")
+    fleet, capacity = _capacity(args.config)
+    for path in render(args.what, DeployContext.build(fleet, capacity, args.config or DEFAULT_FLEET), Path(args.output)):
+        print(f"wrote {path}")
 
 
 def _client(args: argparse.Namespace):
@@ -207,8 +225,10 @@ def _parser() -> argparse.ArgumentParser:
     p = command("plan", _plan, "Print each model's memory estimate and which models fit together.")
     p.add_argument("--config", "-c", metavar="FILE", help="fleet file (YAML)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p = command("render", _render, "Write monitoring files: a Prometheus scrape config, alert rules, Grafana.")
-    p.add_argument("what", choices=["prometheus", "alerts", "grafana"], help="what to render")
+    p = command("render", _render, "Write deploy files (systemd units, an nginx site, compose, Kubernetes) "
+                "or monitoring files (a Prometheus scrape config, alert rules, Grafana).")
+    p.add_argument("what", choices=["prometheus", "alerts", "grafana", *_DEPLOY_TARGETS], help="what to render")
+    p.add_argument("--config", "-c", metavar="FILE", help="fleet file for the deploy targets (YAML)")
     p.add_argument("--target", metavar="HOST:PORT", help="gateway to scrape (default: from --url or $HOMESTACK_URL)")
     p.add_argument("--url", help="gateway URL (default $HOMESTACK_URL or http://127.0.0.1:8080)")
     p.add_argument("--interval", default="15s", help="scrape interval (default 15s)")

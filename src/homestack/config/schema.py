@@ -10,6 +10,7 @@ from pydantic import (
     BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator,
 )
 
+from .deploy import Deploy
 from .keys import KeySpec
 from .sizes import parse_size
 
@@ -123,6 +124,10 @@ class Knowledge(_Strict):
     """The knowledge service (retrieval and cited answers), its own process beside the gateway."""
 
     enabled: bool = Field(True, description="Start it with `homestack serve` (also: --no-knowledge).")
+    supervise: bool = Field(
+        True, description="The gateway runs it as a child; false: it runs as its own service and the gateway "
+        "only relays to it at host:port (systemd, compose).",
+    )
     host: str = Field("127.0.0.1", description="Address the knowledge service binds.")
     port: int = Field(8081, ge=0, le=65535, description="Its port (also: --knowledge-port).")
     gateway_url: str | None = Field(
@@ -172,6 +177,7 @@ class FleetConfig(_Strict):
     memory: Memory = Field(default_factory=Memory)
     scheduling: Scheduling = Field(default_factory=Scheduling)
     knowledge: Knowledge = Field(default_factory=Knowledge)
+    deploy: Deploy = Field(default_factory=Deploy, description="Settings for `homestack render` (systemd, nginx, ...).")
     api_keys: list[str] = Field(default_factory=list, description="Bearer keys for /v1 routes.")
     admin_keys: list[str] = Field(default_factory=list, description="Bearer keys for /v1 and /admin routes.")
     keys: dict[Annotated[str, Field(pattern=_NAME_PATTERN)], KeySpec] = Field(

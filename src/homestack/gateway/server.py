@@ -9,6 +9,7 @@ import uvicorn
 from ..config import DEFAULT_FLEET, FleetConfig
 from ..errors import ConfigError
 from ..listen import bind, is_loopback, url_of
+from ..notify import notify_ready
 from ..runners.process import free_port
 from ..scheduler import Scheduler
 from .app import GatewayApp
@@ -60,12 +61,12 @@ def serve(fleet: FleetConfig, config: str | None, no_auth: bool = False) -> None
     sock = bind(fleet.host, fleet.port)
     host = sock.getsockname()[0]
     url = url_of(sock)
-    if knowledge_port:
+    if knowledge_port and knowledge.supervise:
         gateway.supervisor = KnowledgeSupervisor.for_fleet(
             config, knowledge.host, knowledge_port, knowledge.gateway_url or _local(url, host), fleet.data_dir,
             no_auth,
         )
-    gateway.on_started = lambda: _banner(gateway, url)
+    gateway.on_started = lambda: (_banner(gateway, url), notify_ready())
     config = uvicorn.Config(
         gateway,
         loop="uvloop",
