@@ -24,11 +24,9 @@ import urllib.request
 from pathlib import Path
 
 from homestack.artifacts import resolve_model
-from homestack.config import LlamaCppModel
 from homestack.config.schema import default_data_dir
-from homestack.planner import estimate_llama_cpp
 from homestack.runners.binaries import find_llama_server
-from homestack.runners.launch import llama_cpp_argv
+from homestack.runners.kinds.llama_cpp import LlamaCppModel, estimate_llama_cpp, llama_cpp_argv
 
 MIB = 1 << 20
 _LOGGED = {

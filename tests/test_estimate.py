@@ -9,14 +9,13 @@ from pathlib import Path
 import pytest
 
 from homestack.artifacts import resolve_model
-from homestack.config import LlamaCppModel
 from homestack.errors import ConfigError
-from homestack.planner import estimate_llama_cpp, read_gguf_info
+from homestack.planner import read_gguf_info
 from homestack.planner import gguf as gguf_module
 from homestack.planner.estimate import MIB, estimate_from_settings, server_settings
 from homestack.planner.gguf import GGUFInfo, Tensor
 from homestack.runners.binaries import find_llama_server
-from homestack.runners.launch import llama_cpp_argv
+from homestack.runners.kinds.llama_cpp import LlamaCppModel, estimate_llama_cpp, llama_cpp_argv
 
 _BENCH = Path(__file__).parent.parent / "bench" / "memory.py"
 

@@ -10,13 +10,13 @@ import sys
 import pytest
 
 from homestack.config import load_fleet
-from homestack.config.sizes import parse_size
 from homestack.errors import ConfigError
 from homestack.planner import CapacityPlan, Components, Device, MemoryEstimate, ModelPlan, build_plan, probe_devices
 from homestack.planner.devices import cpu_device
 from homestack.runners.launch import plan_fleet
 from homestack.scheduler import Scheduler
 from homestack.scheduler.policy import pick_victims
+from homestack.sizes import parse_size
 
 MIB = 2**20
 GIB = 2**30

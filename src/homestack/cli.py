@@ -46,7 +46,7 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def _plan(args: argparse.Namespace) -> None:
-    from .config.sizes import format_size
+    from .sizes import format_size
 
     fleet, capacity = _capacity(args.config)
     if args.json:
@@ -79,12 +79,12 @@ def _schema(args: argparse.Namespace) -> None:
 def _prepare(args: argparse.Namespace) -> None:
     """Resolve every model file (assembling shipped ones) and record runner versions."""
     from .config import DEFAULT_FLEET, load_fleet
-    from .runners.launch import model_path, plan_fleet
+    from .runners.launch import plan_fleet
 
     fleet = load_fleet(args.config)
     for name, plan in plan_fleet(fleet, args.config or DEFAULT_FLEET).items():
-        path = model_path(plan, fleet.data_dir)
-        print(f"{name}: {plan.kind} {plan.version}" + (f", model {path}" if path else ""))
+        path = plan.model_path(fleet.data_dir)
+        print(f"{name}: {plan.kind.name} {plan.version}" + (f", model {path}" if path else ""))
 
 
 def _render(args: argparse.Namespace) -> None:
@@ -140,7 +140,7 @@ def _ps(args: argparse.Namespace) -> None:
     if not running:
         print("no models running")
         return
-    from .config.sizes import format_size
+    from .sizes import format_size
 
     def size(n):
         return format_size(n) if n else "-"

@@ -3,96 +3,32 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Union
 
-from pydantic import (
-    BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from ..runners.kinds import KINDS, KindConfig, RunnerKind
+from ..sizes import ByteSize
 from .deploy import Deploy
 from .keys import KeySpec
-from .sizes import parse_size
 
-ByteSize = Annotated[
-    int,
-    BeforeValidator(parse_size),
-    WithJsonSchema({"type": ["integer", "string"], "examples": [629145600, "600MiB", "1.5GiB"]}),
-]
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
-CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class _ModelBase(_Strict):
-    aliases: list[str] = Field(default_factory=list, description="Other names clients may use.")
-    ttl: float | None = Field(
-        None, ge=0, description="Seconds idle before unloading; 0 never unloads; default: default_ttl."
-    )
-    pinned: bool = Field(False, description="Start with the gateway and never unload.")
-    max_concurrency: int | None = Field(
-        None, ge=1, description="Requests forwarded at once; more wait in line."
-    )
-    startup_timeout: float | None = Field(
-        None, gt=0, description="Seconds to wait for the health check; default: timeouts.startup."
-    )
-    env: dict[str, str] = Field(default_factory=dict, description="Extra environment for the runner.")
-    memory: ByteSize | None = Field(
-        None, description="Memory the runner holds (e.g. 1.5GiB); replaces the estimate. Needed to plan command runners."
-    )
+def model_union(kinds: Mapping[str, RunnerKind]) -> Any:
+    """The type of one ``models:`` entry: each kind's config, told apart by its ``runner:`` key."""
+    return Annotated[Union[tuple(kind.config for kind in kinds.values())], Field(discriminator="runner")]
 
 
-class _LocalProcess(_ModelBase):
-    health_path: str = Field("/health", pattern=r"^/", description="Answers 200 when ready.")
-
-
-class LlamaCppModel(_LocalProcess):
-    runner: Literal["llama.cpp"]
-    model: str = Field(description="GGUF file path, or package:NAME for a shipped model.")
-    ctx_size: int | None = Field(None, ge=64, description="Context size in tokens (--ctx-size).")
-    parallel: int = Field(1, ge=1, description="Parallel slots (--parallel).")
-    cache_type_k: CacheType | None = Field(None, description="KV cache type for K (--cache-type-k).")
-    cache_type_v: CacheType | None = Field(None, description="KV cache type for V (--cache-type-v).")
-    args: list[str] = Field(default_factory=list, description="Extra llama-server arguments.")
-    binary: str | None = Field(None, description="llama-server to run; default: the global llama_server.")
-
-
-class CommandModel(_LocalProcess):
-    runner: Literal["command"]
-    command: list[str] = Field(
-        min_length=1,
-        description="argv of an OpenAI-compatible server; {port} and {model_path} are filled in. No shell.",
-    )
-    model: str | None = Field(None, description="Model file for {model_path}: a path or package:NAME.")
-
-
-class EmbeddingsModel(_LocalProcess):
-    runner: Literal["embeddings"]
-    model: str = Field(description="sentence-transformers model directory, or package:NAME.")
-
-
-class RemoteModel(_ModelBase):
-    runner: Literal["remote"]
-    url: str = Field(pattern=r"^https?://", description="Base URL of an OpenAI-compatible API, e.g. http://host:9000/v1")
-    api_key: str | None = Field(None, description="Sent upstream as Authorization: Bearer.")
-    health_path: str | None = Field(None, pattern=r"^/", description="Checked on load when set.")
-
-    @field_validator("url")
-    @classmethod
-    def _no_trailing_slash(cls, url: str) -> str:
-        return url.rstrip("/")
-
-
-ModelConfig = Annotated[
-    Union[LlamaCppModel, CommandModel, EmbeddingsModel, RemoteModel], Field(discriminator="runner")
-]
-MODEL_KINDS: dict[str, type[_ModelBase]] = {
-    "llama.cpp": LlamaCppModel, "command": CommandModel, "embeddings": EmbeddingsModel, "remote": RemoteModel,
-}
-RUNNER_KINDS = tuple(MODEL_KINDS)
+ModelConfig = model_union(KINDS)
+MODEL_KINDS: dict[str, type[KindConfig]] = {name: kind.config for name, kind in KINDS.items()}
+RUNNER_KINDS = tuple(KINDS)
 
 
 class Memory(_Strict):
@@ -213,8 +149,8 @@ class FleetConfig(_Strict):
     def auth_enabled(self) -> bool:
         return bool(self.api_keys or self.admin_keys or self.keys)
 
-    def ttl_for(self, model: _ModelBase) -> float:
+    def ttl_for(self, model: KindConfig) -> float:
         return self.default_ttl if model.ttl is None else model.ttl
 
-    def startup_timeout_for(self, model: _ModelBase) -> float:
+    def startup_timeout_for(self, model: KindConfig) -> float:
         return self.timeouts.startup if model.startup_timeout is None else model.startup_timeout

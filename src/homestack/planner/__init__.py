@@ -1,7 +1,7 @@
 """Memory planning: GGUF metadata, per-model estimates, devices and the capacity plan."""
 
 from .devices import Device, GpuProvider, probe_devices
-from .estimate import Components, MemoryEstimate, estimate_embeddings, estimate_llama_cpp
+from .estimate import Components, MemoryEstimate
 from .gguf import GGUFInfo, read_gguf_info
 from .plan import CapacityPlan, ModelPlan, build_plan
 
@@ -14,8 +14,6 @@ __all__ = [
     "MemoryEstimate",
     "ModelPlan",
     "build_plan",
-    "estimate_embeddings",
-    "estimate_llama_cpp",
     "probe_devices",
     "read_gguf_info",
 ]

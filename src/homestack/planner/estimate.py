@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import platform
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from ..config import LlamaCppModel
 from ..errors import ConfigError
-from ..runners.launch import llama_cpp_argv
 from ..runners.llama_options import FLAG_ENV, FLAGS, VALUE_OPTIONS, spelling
 from .gguf import GGUFInfo, layer_of, read_gguf_info
 
@@ -38,10 +35,6 @@ _ACTIVATION_FF, _ACTIVATION_EMBD = 3, 5
 _OVERHEAD_FIXED = 40 * MIB
 _OVERHEAD_PER_TOKEN = 100  # bytes per vocabulary entry
 _GPU_RUNTIME = 300 * MIB  # CUDA context and kernels per device: a typical figure, not measured here
-# The embeddings runner (python, torch 2.13 CPU, sentence-transformers) beyond its weights file:
-# all-MiniLM-L6-v2 (87 MiB of weights) held 507 MiB after one short request and 569 MiB after
-# a batch of 32 inputs of 256 tokens (its largest); fitted to the latter.
-_TORCH_RUNTIME = 480 * MIB
 
 
 @dataclass(frozen=True)
@@ -75,13 +68,6 @@ class MemoryEstimate:
         return {"devices": devices, "total": self.total}
 
 
-def estimate_llama_cpp(spec: LlamaCppModel, model_path: Path, cache_dir: Path | None, gpus: int = 0) -> MemoryEstimate:
-    """What llama-server will hold for ``spec`` with ``gpus`` GPUs (layers split evenly)."""
-    info = read_gguf_info(model_path, cache_dir)
-    argv = llama_cpp_argv(Path("llama-server"), "model", spec, 0, model_path)
-    return estimate_from_settings(info, server_settings(argv[1:], spec.env), gpus)
-
-
 def estimate_from_settings(info: GGUFInfo, s: ServerSettings, gpus: int = 0) -> MemoryEstimate:
     """The estimate for a model header and llama-server's settings."""
     ctx = _Context.of(info, s)
@@ -102,15 +88,6 @@ def estimate_from_settings(info: GGUFInfo, s: ServerSettings, gpus: int = 0) -> 
         name: Components(weights[name], kv[name], compute[name], overhead[name])
         for name in names if name == "cpu" or name in used
     })
-
-
-def estimate_embeddings(model_dir: Path) -> MemoryEstimate:
-    """The sentence-transformers runner: torch's resident runtime plus the weights it loads."""
-    files = [p for p in model_dir.rglob("*.safetensors")] or [
-        p for suffix in ("*.bin", "*.pt", "*.pth") for p in model_dir.rglob(suffix)
-    ]
-    weights = sum(p.stat().st_size for p in files)
-    return MemoryEstimate({"cpu": Components(weights=weights, overhead=_TORCH_RUNTIME)})
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,12 @@ from itertools import combinations
 from pathlib import Path
 from typing import Iterable
 
-from ..config import EmbeddingsModel, FleetConfig, LlamaCppModel, RemoteModel
-from ..config.sizes import format_size
+from ..config import FleetConfig
 from ..errors import ConfigError
-from ..runners.launch import LaunchPlan, model_path
+from ..runners.kinds import KindConfig, LaunchPlan
+from ..sizes import format_size
 from .devices import Device
-from .estimate import Components, MemoryEstimate, estimate_embeddings, estimate_llama_cpp
+from .estimate import Components, MemoryEstimate
 
 _MAX_EXACT = 14  # models beyond this: co-resident sets are not enumerated (2^n subsets)
 
@@ -125,7 +125,7 @@ def build_plan(
     models = {}
     problems = []
     for name, spec in fleet.models.items():
-        if isinstance(spec, RemoteModel):
+        if launch_plans[name].kind.attach_url(spec) is not None:
             models[name] = ModelPlan(name, "remote", None)
             continue
         try:
@@ -142,34 +142,28 @@ def build_plan(
     return capacity
 
 
-def _plan_model(name: str, spec, fleet: FleetConfig, launch: LaunchPlan, gpus: list[Device],
+def _plan_model(name: str, spec: KindConfig, fleet: FleetConfig, launch: LaunchPlan, gpus: list[Device],
                 budgets: dict[str, int]) -> ModelPlan:
     if spec.memory is not None:
         plan = ModelPlan(name, "configured", MemoryEstimate({"cpu": Components(overhead=spec.memory)}))
-    elif isinstance(spec, LlamaCppModel):
-        path = model_path(launch, fleet.data_dir)
-        plan = _place_llama_cpp(name, spec, path, fleet.data_dir / "cache", gpus, budgets)
-    elif isinstance(spec, EmbeddingsModel):
-        plan = ModelPlan(name, "estimated", estimate_embeddings(model_path(launch, fleet.data_dir)))
-    else:  # a command runner: only its memory: key can say what it holds
-        plan = ModelPlan(name, "unknown", None)
+    else:
+        plan = _place(name, spec, launch, fleet.data_dir, gpus, budgets)
     if gpus and "CUDA_VISIBLE_DEVICES" not in plan.env:
         plan = dataclasses.replace(plan, env={"CUDA_VISIBLE_DEVICES": ""})  # planned for the CPU: keep it there
     return dataclasses.replace(plan, pinned=spec.pinned)
 
 
-def _place_llama_cpp(
-    name: str, spec: LlamaCppModel, path: Path, cache_dir: Path, gpus: list[Device], budgets: dict[str, int]
-) -> ModelPlan:
-    """The GPU with the most room that holds the whole model, else the CPU."""
-    estimate = estimate_llama_cpp(spec, path, cache_dir, gpus=1) if gpus else None
-    for gpu in sorted(gpus, key=lambda d: budgets[d.id], reverse=True):
-        # The runner sees only this GPU (as its device 0): rename gpu0 to the real index.
-        renamed = MemoryEstimate({gpu.id if d == "gpu0" else d: c for d, c in estimate.devices.items()})
-        if renamed.devices.get(gpu.id, Components()).total <= budgets[gpu.id]:
+def _place(name: str, spec: KindConfig, launch: LaunchPlan, data_dir: Path, gpus: list[Device],
+           budgets: dict[str, int]) -> ModelPlan:
+    """The GPU with the most room that holds the whole model, if its kind may use one; else the CPU."""
+    kind = launch.kind
+    for gpu in sorted(gpus, key=lambda d: budgets[d.id], reverse=True) if kind.gpu else ():
+        estimate = kind.estimate(spec, launch, data_dir, gpu)
+        if estimate.devices.get(gpu.id, Components()).total <= budgets[gpu.id]:
             index = gpu.id.removeprefix("gpu")
-            return ModelPlan(name, "estimated", renamed, env={"CUDA_VISIBLE_DEVICES": index})
-    return ModelPlan(name, "estimated", estimate_llama_cpp(spec, path, cache_dir, gpus=0))
+            return ModelPlan(name, "estimated", estimate, env={"CUDA_VISIBLE_DEVICES": index})
+    estimate = kind.estimate(spec, launch, data_dir, None)  # None: only a memory: key could say (command)
+    return ModelPlan(name, "unknown" if estimate is None else "estimated", estimate)
 
 
 def _components(c: Components) -> str:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
-from ..config import FleetConfig, ModelConfig, RemoteModel
 from ..errors import ClientClosed, HomestackError, RunnerError, RunnerTimeout
-from .launch import LaunchPlan, model_path
+from .kinds import KindConfig, LaunchPlan
 from .logs import LogTail
 from .process import free_port, kill_group, spawn, terminate
+
+if TYPE_CHECKING:  # the fleet schema imports the kinds this package holds
+    from ..config import FleetConfig
 
 _LOG_LINES_IN_ERRORS = 5
 _PROBE_TIMEOUT = 2.0  # seconds one health check may take
@@ -33,19 +35,22 @@ class State(str, enum.Enum):
 
 
 class Runner:
-    def __init__(self, name: str, spec: ModelConfig, fleet: FleetConfig, plan: LaunchPlan):
+    def __init__(self, name: str, spec: KindConfig, fleet: FleetConfig, plan: LaunchPlan):
         self.name = name
         self.spec = spec
-        self.kind = spec.runner
+        self.kind = spec.runner  # the kind's name, e.g. "llama.cpp"
         self.plan = plan
         self.version = self.plan.version
-        self.metrics_path = "/metrics" if self.kind == "llama.cpp" else None  # the runner's own metrics
         self.ttl = fleet.ttl_for(spec)
         self.pinned = spec.pinned
+        self.slots = plan.kind.slots(spec)  # requests it serves at once; None: no limit of its own
+        self.metrics_path = plan.kind.metrics_path  # its own Prometheus endpoint, if any
         self.log = LogTail(fleet.data_dir / "logs" / f"{name}.log")
         self.state = State.STOPPED
-        self.base_url = spec.url if isinstance(spec, RemoteModel) else ""
-        api_key = getattr(spec, "api_key", None)
+        self._attach_url = plan.kind.attach_url(spec)  # an API already running: nothing to start
+        self._health_path = plan.kind.health_path(spec)
+        self.base_url = self._attach_url or ""
+        api_key = plan.kind.api_key(spec)
         # Raw header lines sent with every forwarded request (a remote API's key).
         self.upstream_headers = f"Authorization: Bearer {api_key}\r\n".encode() if api_key else b""
         self.inflight = 0
@@ -116,11 +121,11 @@ class Runner:
             self._transition = None
 
     async def _start(self) -> None:
-        if self.kind == "remote":
-            await self._start_remote()
+        if self._attach_url is not None:
+            await self._attach()
             return
         try:
-            path = await asyncio.to_thread(model_path, self.plan, self._data_dir)
+            path = await asyncio.to_thread(self.plan.model_path, self._data_dir)
             port = free_port()
             argv = self.plan.argv(self.name, self.spec, port, path)
             self.log.write(f"[homestack] starting {self.name}: {' '.join(argv)}")
@@ -134,8 +139,8 @@ class Runner:
         self._became_ready()
         self._watcher = asyncio.get_running_loop().create_task(self._watch(self._proc))
 
-    async def _start_remote(self) -> None:
-        if self.spec.health_path:
+    async def _attach(self) -> None:
+        if self._health_path:
             await self._wait_healthy(self.origin, None)
         self._became_ready()
 
@@ -146,7 +151,7 @@ class Runner:
 
     async def _wait_healthy(self, origin: str, proc: asyncio.subprocess.Process | None) -> None:
         assert self._probe is not None, "Runner.bind() was not called"
-        path = self.spec.health_path
+        path = self._health_path
         deadline = time.monotonic() + self._startup_timeout
         delay = 0.05
         while True:

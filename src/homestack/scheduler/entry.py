@@ -6,7 +6,6 @@ import asyncio
 import time
 from collections import deque
 
-from ..config import LlamaCppModel
 from ..planner import ModelPlan
 from ..runners import Runner, State
 
@@ -28,7 +27,7 @@ class Entry:
         self.plan = plan
         spec = runner.spec
         # Requests forwarded at once: the runner's slots unless max_concurrency says otherwise.
-        self.limit: int | None = spec.max_concurrency or (spec.parallel if isinstance(spec, LlamaCppModel) else None)
+        self.limit: int | None = spec.max_concurrency or runner.slots
         self.queue: deque[Ticket] = deque()
         self.load_waiters: list[asyncio.Future[None]] = []  # admin loads: want the model ready, hold no slot
         self.load_task: asyncio.Task[None] | None = None

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
+
+from pydantic import BeforeValidator, WithJsonSchema
 
 _UNITS = {
     "": 1, "b": 1,
@@ -28,3 +31,11 @@ def format_size(n: int | float) -> str:
     if n >= 1024**3:
         return f"{n / 1024**3:.2f} GiB"
     return f"{n / 1024**2:.1f} MiB"
+
+
+# A config field holding bytes, written as a number or as a size string.
+ByteSize = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    WithJsonSchema({"type": ["integer", "string"], "examples": [629145600, "600MiB", "1.5GiB"]}),
+]

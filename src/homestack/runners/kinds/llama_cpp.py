@@ -1,0 +1,94 @@
+"""The llama.cpp kind: llama-server on a GGUF file, its memory estimated from the file's header."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from ...errors import ConfigError
+from ..binaries import find_llama_server, llama_server_version
+from ..llama_options import user_sets
+from .base import FleetSettings, Gpu, LaunchPlan, ProcessConfig, RunnerKind, checked_model
+
+if TYPE_CHECKING:
+    from ...planner.estimate import MemoryEstimate
+
+CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
+
+
+class LlamaCppModel(ProcessConfig):
+    runner: Literal["llama.cpp"]
+    model: str = Field(description="GGUF file path, or package:NAME for a shipped model.")
+    ctx_size: int | None = Field(None, ge=64, description="Context size in tokens (--ctx-size).")
+    parallel: int = Field(1, ge=1, description="Parallel slots (--parallel).")
+    cache_type_k: CacheType | None = Field(None, description="KV cache type for K (--cache-type-k).")
+    cache_type_v: CacheType | None = Field(None, description="KV cache type for V (--cache-type-v).")
+    args: list[str] = Field(default_factory=list, description="Extra llama-server arguments.")
+    binary: str | None = Field(None, description="llama-server to run; default: the global llama_server.")
+
+
+def llama_cpp_argv(binary, name: str, spec: LlamaCppModel, port: int, model_path) -> list[str]:
+    argv = [
+        str(binary), "--model", str(model_path), "--alias", name,
+        "--host", "127.0.0.1", "--port", str(port), "--parallel", str(spec.parallel),
+        "--metrics",  # the gateway re-exports them on its own /metrics
+    ]
+    if spec.ctx_size is not None:
+        argv += ["--ctx-size", str(spec.ctx_size)]
+    if spec.cache_type_k:
+        argv += ["--cache-type-k", spec.cache_type_k]
+    if spec.cache_type_v:
+        argv += ["--cache-type-v", spec.cache_type_v]
+    # Memory must stay what the planner estimated, unless the user says otherwise: no --fit
+    # (it rewrites unset options at start and costs ~0.4 s), no host-RAM prompt cache (up to
+    # 8 GiB by default), and 2 SWA context checkpoints per slot (one prompt's worth) instead of 32.
+    for option, flag, value in (("fit", "--fit", "off"), ("cache_ram_mib", "--cache-ram", "0"),
+                               ("ctx_checkpoints", "--ctx-checkpoints", "2")):
+        if not user_sets(option, spec.args, spec.env):
+            argv += [flag, value]
+    return argv + list(spec.args)
+
+
+def estimate_llama_cpp(spec: LlamaCppModel, model_path: Path, cache_dir: Path | None, gpus: int = 0) -> MemoryEstimate:
+    """What llama-server will hold for ``spec`` with ``gpus`` GPUs (layers split evenly)."""
+    # Imported on use: the planner package imports the kinds registry.
+    from ...planner.estimate import estimate_from_settings, server_settings
+    from ...planner.gguf import read_gguf_info
+
+    info = read_gguf_info(model_path, cache_dir)
+    argv = llama_cpp_argv(Path("llama-server"), "model", spec, 0, model_path)
+    return estimate_from_settings(info, server_settings(argv[1:], spec.env), gpus)
+
+
+class LlamaCpp(RunnerKind):
+    name = "llama.cpp"
+    config = LlamaCppModel
+    metrics_path = "/metrics"
+    gpu = True
+
+    def plan(self, name: str, spec: LlamaCppModel, fleet: FleetSettings) -> LaunchPlan:
+        model_ref = checked_model(name, spec.model)
+        try:
+            binary = find_llama_server(spec.binary or fleet.llama_server)
+        except ConfigError as exc:
+            raise ConfigError(f"models.{name}: {exc.message}") from None
+        version = llama_server_version(binary, fleet.data_dir / "cache")
+        return LaunchPlan(self, version, model_ref, binary, spec.env)
+
+    def argv(self, plan: LaunchPlan, name: str, spec: LlamaCppModel, port: int, model_path: Path | None) -> list[str]:
+        return llama_cpp_argv(plan.binary, name, spec, port, model_path)
+
+    def estimate(self, spec: LlamaCppModel, plan: LaunchPlan, data_dir: Path, gpu: Gpu | None) -> MemoryEstimate:
+        from ...planner.estimate import MemoryEstimate
+
+        path = plan.model_path(data_dir)
+        if gpu is None:
+            return estimate_llama_cpp(spec, path, data_dir / "cache")
+        estimate = estimate_llama_cpp(spec, path, data_dir / "cache", gpus=1)
+        # The runner sees only this GPU (as its device 0): name it by its real index.
+        return MemoryEstimate({gpu.id if d == "gpu0" else d: c for d, c in estimate.devices.items()})
+
+    def slots(self, spec: LlamaCppModel) -> int:
+        return spec.parallel
