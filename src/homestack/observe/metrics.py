@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from ..scheduler.state import COUNTER_REASONS
 from .series import CounterSeries, HistogramSeries, families
 
 if TYPE_CHECKING:
@@ -163,20 +164,20 @@ class _FleetCollector:
         yield from _gpu_metrics(self._gpus)
 
 
-# Scheduler event -> (metric, help, reasons): every model x reason is exported from the start,
-# at 0, so that rate() and increase() see the first event.
+# Scheduler counter event -> (metric, help); its reasons are the scheduler's list. Every model x
+# reason is exported from the start, at 0, so that rate() and increase() see the first event.
 _EVENTS = {
-    "loaded": ("homestack_model_loads", "Runners started, by reason.", ("request", "pinned", "admin")),
-    "swap": ("homestack_swaps", "Loads that unloaded another model first.", None),
-    "evicted": ("homestack_evictions", "Models unloaded, by reason.", ("room", "ttl", "admin")),
-    "load_failed": ("homestack_model_load_failures", "Loads that failed or were cancelled.",
-                    ("error", "timeout", "cancelled")),
-    "restart": ("homestack_runner_restarts", "Runners that exited on their own.", None),
+    "loaded": ("homestack_model_loads", "Runners started, by reason."),
+    "swap": ("homestack_swaps", "Loads that unloaded another model first."),
+    "evicted": ("homestack_evictions", "Models unloaded, by reason."),
+    "load_failed": ("homestack_model_load_failures", "Loads that failed or were cancelled."),
+    "restart": ("homestack_runner_restarts", "Runners that exited on their own."),
 }
 
 
 def _counters(counters, models: list[str]) -> Iterable[Metric]:
-    for event, (name, help_text, reasons) in _EVENTS.items():
+    for event, reasons in COUNTER_REASONS.items():
+        name, help_text = _EVENTS[event]
         family = CounterMetricFamily(name, help_text, labels=["model", "reason"] if reasons else ["model"])
         for model in models:
             for reason in reasons or ("",):

@@ -8,6 +8,7 @@ from collections import deque
 
 from ..planner import ModelPlan
 from ..runners import Runner, State
+from .state import ModelView
 
 
 class Ticket:
@@ -33,7 +34,7 @@ class Entry:
         self.load_task: asyncio.Task[None] | None = None
         self.loaded_at = 0.0
         self.load_seconds: float | None = None  # how long the last load took
-        self.retry_at = 0.0  # a pinned model that failed to load is retried after this
+        self.retry_at = 0.0  # a pinned model that failed to load or exited is retried after this
         self.failures = 0
         self.measured: int | None = None  # resident bytes, sampled
         self.last_reason: str | None = None  # why it last loaded or unloaded
@@ -43,30 +44,20 @@ class Entry:
     def name(self) -> str:
         return self.runner.name
 
-    @property
-    def resident(self) -> bool:
-        """Holds memory, is about to (a load was decided) or still does (stopping)."""
-        return self.runner.state is not State.STOPPED or self.load_task is not None
-
     def has_room(self) -> bool:
         return self.limit is None or self.runner.inflight < self.limit
 
-    def wants_load(self, now: float) -> bool:
-        if self.runner.state is not State.STOPPED or self.load_task is not None:
-            return False
-        return bool(self.queue or self.load_waiters) or (self.runner.pinned and now >= self.retry_at)
-
-    def waited(self, now: float) -> float:
-        """Seconds the oldest request has waited; a pinned model or an admin load counts as waiting forever."""
-        if self.runner.pinned or self.load_waiters:
-            return float("inf")
-        return now - self.queue[0].since if self.queue else 0.0
-
-    def retry_after(self) -> int:
-        """Seconds a client turned away should wait: about one load, or one second when ready."""
-        if self.runner.state is State.READY:
-            return 1
-        return max(1, round(self.load_seconds or 5))
+    def view(self) -> ModelView:
+        """This model now, as plain data for ``decide``."""
+        runner = self.runner
+        return ModelView(
+            name=runner.name, state=runner.state, pinned=runner.pinned, ttl=runner.ttl,
+            has_process=runner.pid is not None, planned=bool(self.plan.need), size=self.plan.total,
+            inflight=runner.inflight, limit=self.limit, queue=tuple(t.since for t in self.queue),
+            admin_waiting=bool(self.load_waiters), loading=self.load_task is not None, last_used=runner.last_used,
+            loaded_at=self.loaded_at, load_seconds=self.load_seconds, retry_at=self.retry_at,
+            failures=self.failures, made_room=tuple(self.made_room),
+        )
 
     def describe(self) -> dict[str, object]:
         runner = self.runner

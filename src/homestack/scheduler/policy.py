@@ -1,19 +1,18 @@
-"""Eviction choice: pure functions over the capacity plan, so they are tested without runners."""
+"""Eviction choice: pure functions over model views and the capacity plan."""
 
 from __future__ import annotations
 
 from typing import Iterable
 
-from ..planner import CapacityPlan
-from .entry import Entry
+from .state import Fits, ModelView
 
 
-def eviction_order(candidates: Iterable[Entry]) -> list[Entry]:
+def eviction_order(candidates: Iterable[ModelView]) -> list[ModelView]:
     """Least recently used first; on a tie, the one cheaper to load again."""
-    return sorted(candidates, key=lambda e: (e.runner.last_used, e.load_seconds or 0.0, e.plan.total))
+    return sorted(candidates, key=lambda m: (m.last_used, m.load_seconds or 0.0, m.size))
 
 
-def pick_victims(plan: CapacityPlan, incoming: str, resident: Iterable[str], order: list[str]) -> list[str] | None:
+def pick_victims(plan: Fits, incoming: str, resident: Iterable[str], order: list[str]) -> list[str] | None:
     """Models from ``order`` to unload so ``incoming`` fits beside the rest; None if they are not enough.
 
     Goes down ``order`` until it fits, then keeps back any victim whose unloading
