@@ -25,6 +25,7 @@ class KnowledgeTarget:
     base_url: str
     name: str = "knowledge"
     upstream_headers: bytes = b""
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Awaitable, Callable
 from ..config import FleetConfig, ModelConfig, RemoteModel
 from ..errors import ClientClosed, HomestackError, RunnerError, RunnerTimeout
 from .launch import LaunchPlan, model_path
-from .logs import LogTail
+from .logs import LogTail, secrets_of
 from .process import free_port, kill_group, spawn, terminate
 
 _LOG_LINES_IN_ERRORS = 5
@@ -42,7 +42,8 @@ class Runner:
         self.metrics_path = "/metrics" if self.kind == "llama.cpp" else None  # the runner's own metrics
         self.ttl = fleet.ttl_for(spec)
         self.pinned = spec.pinned
-        self.log = LogTail(fleet.data_dir / "logs" / f"{name}.log")
+        self.secrets = secrets_of(spec)  # never written to its log, nor relayed in its errors
+        self.log = LogTail(fleet.data_dir / "logs" / f"{name}.log", secrets=self.secrets)
         self.state = State.STOPPED
         self.base_url = spec.url if isinstance(spec, RemoteModel) else ""
         api_key = getattr(spec, "api_key", None)
