@@ -20,12 +20,16 @@ from .proxy import forward
 async def serve_model(services: Services, req: Request) -> None:
     rec = req.record
     operation = req.operation
+    auth = services.auth
+    key = req.key
+    kb_possible = operation.name == "chat" and services.knowledge_target is not None
+    if key is not None and not (kb_possible and Role.KNOWLEDGE_READ in key.roles):
+        auth.require(key, Role.INFERENCE)  # before the body: no kb: model can make this request allowed
     body = await read_body(req.receive, services.fleet.max_body_bytes, req.content_length)
     payload = operation.surface.parse(body, operation)
     rec.model = payload["model"]
     rec.stream = payload.get("stream") is True
     scheduler = services.scheduler
-    auth = services.auth
     try:
         runner = scheduler.resolve(rec.model)
     except ModelNotFound:
