@@ -34,10 +34,6 @@ class Auth:
         self.limiter = Limiter()
         self.on_reject = on_reject or (lambda key, reason: None)
 
-    @property
-    def enabled(self) -> bool:
-        return self.ring.enabled
-
     def check(self, authorization: bytes | None, role: Role) -> Key | None:
         """The caller's key (None when auth is off or the route is public); raise if it may not call."""
         if role is Role.PUBLIC or not self.ring.enabled:
