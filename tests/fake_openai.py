@@ -4,6 +4,7 @@ It answers every chat completion with a fixed reply, streamed or not, after
 ``fake_sleep`` seconds if the request says so; ``GET /stats`` tells the most
 requests it served at once.
 Run: python tests/fake_openai.py --port PORT [--startup-delay SECONDS] [--stop-delay SECONDS] [--tag TAG]
+[--api-key KEY]
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _answer(self, body):
         auth = self.headers.get("Authorization")
+        if body.get("fake_reject"):  # as some APIs do: the refused key, echoed in the error
+            self._json(401, {"error": {"message": f"Incorrect API key provided: {auth}", "type": "invalid_request_error"}})
+            return
         usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
         if not body.get("stream"):
             self._json(200, {
@@ -100,6 +104,7 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--startup-delay", type=float, default=0, help="seconds before listening (a slow load)")
     parser.add_argument("--tag", help="ignored; lets a test find this process")
+    parser.add_argument("--api-key", help="ignored; a secret on the command line, as real servers take one")
     parser.add_argument("--stop-delay", type=float, default=0, help="seconds between SIGTERM and exiting")
     args = parser.parse_args()
     if args.stop_delay:

@@ -259,12 +259,14 @@ def _parser() -> argparse.ArgumentParser:
         if name == "logs":
             p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
             p.add_argument("-n", "--lines", type=int, default=100, help="lines of tail to show first")
+    from .keys import cli as keys_cli
     from .knowledge.client import cli as knowledge_cli
     from .mcp import cli as mcp_cli
 
     knowledge_cli.register_service(command, endpoint=mcp_cli.knowledge_endpoint)
     mcp_cli.register(command)
     knowledge_cli.register_kb(command)
+    keys_cli.register(command)
     return parser
 
 

@@ -109,6 +109,9 @@ class FleetConfig(_Strict):
     default_ttl: float = Field(300, ge=0, description="Idle seconds before unloading; 0 never unloads.")
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest request body (413 above).")
     metrics: bool = Field(True, description="Record Prometheus metrics and serve them at /metrics.")
+    metrics_access: Literal["public", "any", "admin"] = Field(
+        "any", description="Who may read /metrics when keys are set: anyone, any valid key, or admin keys."
+    )
     timeouts: Timeouts = Field(default_factory=Timeouts)
     memory: Memory = Field(default_factory=Memory)
     scheduling: Scheduling = Field(default_factory=Scheduling)

@@ -18,7 +18,7 @@ from ..observe import RequestLog, RequestRecord
 from ..observe.metrics import Metrics
 from ..scheduler import Scheduler
 from .asgi import Receive, Scope, Send, send_error
-from ..keys import KeyRing
+from ..keys import KeyRing, Role
 from .auth import Auth
 from .context import KnowledgeTarget, Request, Services
 from .knowledge import KnowledgeSupervisor
@@ -36,6 +36,7 @@ class GatewayApp:
         if metrics is not None:
             request_log.metrics = metrics
             scheduler.on_loaded = metrics.model_loaded
+        self.auth = Auth(KeyRing.load(fleet), metrics.key_rejected if metrics is not None else None)
         # The knowledge service: /v1/knowledge/* is relayed to it, kb:<collection> chats too.
         self.services = Services(
             fleet=fleet,
@@ -46,9 +47,9 @@ class GatewayApp:
             knowledge_url=knowledge_url,
             knowledge_target=KnowledgeTarget(knowledge_url + "/v1/knowledge") if knowledge_url else None,
             created=int(time.time()),
+            auth=self.auth,
         )
-        self.routes = RouteTable(routes(metrics=metrics is not None))
-        self.auth = Auth(KeyRing.from_fleet(fleet))
+        self.routes = RouteTable(routes(metrics=metrics is not None, metrics_role=Role(fleet.metrics_access)))
         self.supervisor: KnowledgeSupervisor | None = None
         self.on_started: Callable[[], None] | None = None  # e.g. print the banner
 
@@ -103,7 +104,8 @@ class GatewayApp:
             if route.logged:
                 req.record = rec = RequestRecord(rid, req.method, req.path)
                 req.operation = route.operation
-            req.key = self.auth.check(authorization, route.role)
+            # A model route's role depends on the model (kb:<collection> reads knowledge): serve_model checks it.
+            req.key = self.auth.check(authorization, route.role if route.operation is None else Role.ANY)
             if rec is not None and req.key is not None:
                 rec.key = req.key.name
             await route.handler(self.services, req)

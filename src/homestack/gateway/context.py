@@ -13,7 +13,9 @@ from .surfaces import Operation
 from .upstream import UpstreamPool
 
 if TYPE_CHECKING:
+    from ..keys import Key
     from ..observe.metrics import Metrics
+    from .auth import Auth
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,7 @@ class KnowledgeTarget:
     base_url: str
     name: str = "knowledge"
     upstream_headers: bytes = b""
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass
@@ -37,6 +40,7 @@ class Services:
     knowledge_url: str | None
     knowledge_target: KnowledgeTarget | None
     created: int  # the "created" time /v1/models reports
+    auth: "Auth"
 
 
 class Request:
@@ -56,7 +60,7 @@ class Request:
         self.headers = headers  # sent back with every answer (the request id)
         self.content_length = content_length
         self.record: RequestRecord | None = None  # set on routes that write a request log line
-        self.key: str | None = None  # the caller's key label, when keys are configured
+        self.key: "Key | None" = None  # the caller's key, when keys are configured
         self.operation: Operation | None = None  # a model-serving route's surface and runner path
 
     @property

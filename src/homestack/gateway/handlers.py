@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from ..errors import ModelNotFound
 from ..observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..runners import Runner, State
 from .asgi import send_response
@@ -21,12 +22,21 @@ async def health(services: Services, req: Request) -> None:
 
 
 async def list_models(services: Services, req: Request) -> None:
-    data = [_model(services, r) for r in services.scheduler.runners.values()]
+    """The models the caller's key may use (all of them when auth is off)."""
+    key = req.key
+    data = [_model(services, r) for r in services.scheduler.runners.values()
+            if key is None or key.may_use(r.name, *r.spec.aliases)]
     await send_response(req.send, 200, orjson.dumps({"object": "list", "data": data}), headers=req.headers)
 
 
 async def get_model(services: Services, req: Request) -> None:
-    runner = services.scheduler.resolve(req.params["name"])
+    name = req.params["name"]
+    try:
+        runner = services.scheduler.resolve(name)
+    except ModelNotFound:
+        services.auth.scope(req.key, name)  # out of scope: 403, whether the model exists or not
+        raise
+    services.auth.scope(req.key, name, runner.name, *runner.spec.aliases)
     await send_response(req.send, 200, orjson.dumps(_model(services, runner)), headers=req.headers)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 
 from ..errors import BadRequest, ClientClosed, ModelNotFound
+from ..keys import Role
+from ..runners import Runner
 from ..scheduler import Scheduler, Ticket
 from .asgi import Receive, read_body, wait_disconnect
 from .context import Request, Services
@@ -18,6 +20,11 @@ from .proxy import forward
 async def serve_model(services: Services, req: Request) -> None:
     rec = req.record
     operation = req.operation
+    auth = services.auth
+    key = req.key
+    kb_possible = operation.name == "chat" and services.knowledge_target is not None
+    if key is not None and not (kb_possible and Role.KNOWLEDGE_READ in key.roles):
+        auth.require(key, Role.INFERENCE)  # before the body: no kb: model can make this request allowed
     body = await read_body(req.receive, services.fleet.max_body_bytes, req.content_length)
     payload = operation.surface.parse(body, operation)
     rec.model = payload["model"]
@@ -27,20 +34,43 @@ async def serve_model(services: Services, req: Request) -> None:
         runner = scheduler.resolve(rec.model)
     except ModelNotFound:
         if services.knowledge_target is None or not rec.model.startswith("kb:"):
+            auth.require(req.key, Role.INFERENCE)  # a key without the role learns nothing of the fleet
+            auth.scope(req.key, rec.model)
             raise
-        # A kb:<collection> model: the knowledge service retrieves, prompts the chat model and cites.
-        if operation.name != "chat":
-            raise BadRequest(f"{rec.model} answers chat completions only", param="model") from None
-        rec.runner = rec.runner_kind = "knowledge"
-        await forward(services.upstream, services.knowledge_target, operation, body, rec, req.send, req.receive,
-                      req.headers)
-        return
+        runner = None
+    # The route admits any valid key; the model decides the role: kb:<collection> chats read knowledge.
+    auth.require(req.key, Role.INFERENCE if runner is not None else Role.KNOWLEDGE_READ)
+    auth.scope(req.key, rec.model, *((runner.name, *runner.spec.aliases) if runner is not None else ()))
+    limited = auth.admit(req.key, req.headers)
+    try:
+        if runner is None:
+            await _ask_knowledge(services, req, body)
+        else:
+            await _serve_runner(services, req, runner, body)
+    finally:
+        if limited:
+            auth.finish(req.key, (rec.tokens_in or 0) + (rec.tokens_out or 0))
+
+
+async def _ask_knowledge(services: Services, req: Request, body: bytes) -> None:
+    """A kb:<collection> model: the knowledge service retrieves, prompts the chat model and cites."""
+    rec = req.record
+    if req.operation.name != "chat":
+        raise BadRequest(f"{rec.model} answers chat completions only", param="model")
+    rec.runner = rec.runner_kind = "knowledge"
+    await forward(services.upstream, services.knowledge_target, req.operation, body, rec, req.send, req.receive,
+                  req.headers)
+
+
+async def _serve_runner(services: Services, req: Request, runner: Runner, body: bytes) -> None:
+    rec = req.record
+    scheduler = services.scheduler
     rec.runner, rec.runner_kind, rec.runner_version = runner.name, runner.kind, runner.version
     ticket = scheduler.acquire(runner)
     if ticket is not None:
         await _wait_turn(scheduler, ticket, req.receive)
     try:
-        await forward(services.upstream, runner, operation, body, rec, req.send, req.receive, req.headers)
+        await forward(services.upstream, runner, req.operation, body, rec, req.send, req.receive, req.headers)
     finally:
         scheduler.release(runner)
 

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from ..errors import HomestackError, RunnerError, RunnerTimeout, ServiceUnavailable
 from ..observe import RequestRecord
+from ..runners.logs import REDACTED
 from .asgi import Headers, Receive, Send, send_response, wait_disconnect
 from .surfaces import Operation, Surface
 from .upstream import Response, UpstreamError, UpstreamPool, UpstreamTimeout
@@ -31,6 +32,14 @@ class Target(Protocol):
     name: str
     base_url: str
     upstream_headers: bytes
+    secrets: tuple[str, ...]  # what the target's errors must never carry back (its own key)
+
+
+def _redacted(data: bytes, secrets: tuple[str, ...]) -> bytes:
+    """A runner's error without its key (an upstream may echo the key it was sent)."""
+    for secret in secrets:
+        data = data.replace(secret.encode(), REDACTED.encode())
+    return data
 
 
 def _transport_error(target: Target, exc: BaseException) -> HomestackError:
@@ -65,7 +74,7 @@ async def forward(
             raise _transport_error(runner, exc) from None
         rec.status = resp.status
         if resp.status >= 400:
-            data, error_type = surface.runner_error(resp.status, data)
+            data, error_type = surface.runner_error(resp.status, _redacted(data, runner.secrets))
             rec.outcome = f"runner:{error_type}"
             await send_response(send, resp.status, data, headers=extra_headers)
             return

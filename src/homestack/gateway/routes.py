@@ -38,20 +38,22 @@ class Route:
 
 
 def _model_route(path: str, operation: Operation) -> Route:
-    return Route("POST", path, Role.ANY, serve_model, operation, logged=True)
+    # INFERENCE, or KNOWLEDGE_READ for a kb:<collection> model: serve_model checks it once the model is known.
+    return Route("POST", path, Role.INFERENCE, serve_model, operation, logged=True)
 
 
 _KNOWLEDGE = "/v1/knowledge"
+_READ, _WRITE = Role.KNOWLEDGE_READ, Role.KNOWLEDGE_WRITE
 
 
-def routes(metrics: bool = True) -> list[Route]:
-    """Every route the gateway serves (``/metrics`` only when metrics are on)."""
+def routes(metrics: bool = True, metrics_role: Role = Role.ANY) -> list[Route]:
+    """Every route the gateway serves (``/metrics`` only when metrics are on, for ``metrics_role``)."""
     table = [
         _model_route("/v1/chat/completions", CHAT),
         _model_route("/v1/completions", COMPLETIONS),
         _model_route("/v1/embeddings", EMBEDDINGS),
-        Route("GET", "/v1/models", Role.ANY, handlers.list_models),
-        Route("GET", "/v1/models/{name}", Role.ANY, handlers.get_model),
+        Route("GET", "/v1/models", Role.INFERENCE, handlers.list_models),
+        Route("GET", "/v1/models/{name}", Role.INFERENCE, handlers.get_model),
         Route("GET", "/health", Role.PUBLIC, handlers.health),
         Route("HEAD", "/health", Role.PUBLIC, handlers.health),
         # The status page is static; the page sends the user's key to /admin itself.
@@ -67,19 +69,20 @@ def routes(metrics: bool = True) -> list[Route]:
         Route("POST", "/admin/models/{name}/load", Role.ADMIN, admin.load),
         Route("POST", "/admin/models/{name}/unload", Role.ADMIN, admin.unload),
         Route("GET", "/admin/logs/{name}", Role.ADMIN, admin.logs),
-        # The knowledge service's API, relayed unchanged.
-        *(Route(method, _KNOWLEDGE + path, Role.ANY, knowledge.relay) for method, path in (
-            ("GET", "/collections"), ("POST", "/collections"),
-            ("GET", "/collections/{name}"), ("DELETE", "/collections/{name}"),
-            ("POST", "/collections/{name}/documents"),
-            ("GET", "/collections/{name}/sources"), ("DELETE", "/collections/{name}/sources"),
-            ("POST", "/search"), ("POST", "/ask"), ("POST", "/chat/completions"),
-            ("GET", "/stats"), ("GET", "/models"), ("GET", "/fleet"),
-            ("GET", "/backup"), ("POST", "/restore"),
+        # The knowledge service's API, relayed unchanged: reads need knowledge-read; writes, backups
+        # (every document's text) and restores knowledge-write.
+        *(Route(method, _KNOWLEDGE + path, role, knowledge.relay) for method, path, role in (
+            ("GET", "/collections", _READ), ("POST", "/collections", _WRITE),
+            ("GET", "/collections/{name}", _READ), ("DELETE", "/collections/{name}", _WRITE),
+            ("POST", "/collections/{name}/documents", _WRITE),
+            ("GET", "/collections/{name}/sources", _READ), ("DELETE", "/collections/{name}/sources", _WRITE),
+            ("POST", "/search", _READ), ("POST", "/ask", _READ), ("POST", "/chat/completions", _READ),
+            ("GET", "/stats", _READ), ("GET", "/models", _READ), ("GET", "/fleet", _READ),
+            ("GET", "/backup", _WRITE), ("POST", "/restore", _WRITE),
         )),
     ]
     if metrics:
-        table.append(Route("GET", "/metrics", Role.ANY, handlers.metrics))
+        table.append(Route("GET", "/metrics", metrics_role, handlers.metrics))
     return table
 
 

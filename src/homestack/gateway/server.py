@@ -8,6 +8,7 @@ import uvicorn
 
 from ..config import DEFAULT_FLEET, FleetConfig
 from ..errors import ConfigError
+from ..keys.store import KeyStore
 from ..listen import bind, is_loopback, url_of
 from ..notify import notify_ready
 from ..runners.process import free_port
@@ -17,10 +18,11 @@ from .knowledge import KnowledgeSupervisor
 
 
 def check_exposure(fleet: FleetConfig, no_auth: bool) -> None:
-    if not fleet.auth_enabled and not no_auth and not is_loopback(fleet.host):
+    has_keys = fleet.auth_enabled or KeyStore(fleet.data_dir).path.exists()
+    if not has_keys and not no_auth and not is_loopback(fleet.host):
         raise ConfigError(
-            f"refusing to serve on {fleet.host} without API keys: set api_keys in the fleet file, "
-            "or pass --no-auth to allow anyone who can reach it"
+            f"refusing to serve on {fleet.host} without API keys: set keys in the fleet file or add one with "
+            "`homestack keys add`, or pass --no-auth to allow anyone who can reach it"
         )
 
 

@@ -53,10 +53,15 @@ class Metrics:
         self.requests = CounterSeries("homestack_requests", "Requests by model and HTTP status.", ("model", "status"))
         self.key_requests = CounterSeries("homestack_key_requests", "Requests by API key name (never the secret).",
                                           ("key",))
+        self.key_tokens = CounterSeries("homestack_key_tokens", "Tokens used by API key name, input and output.",
+                                        ("key", "type"))
+        self.key_rejections = CounterSeries("homestack_key_rejections", "Requests refused by API key name and "
+                                            "reason (role, model, rpm, tpm, concurrency, expired, invalid).",
+                                            ("key", "reason"))
         self.load_duration = HistogramSeries("homestack_model_load_duration_seconds",
                                              "Seconds from starting a runner to ready.", ("model",), _LOAD_BUCKETS)
         self._series = (self.ttft, self.tpot, self.duration, self.tokens, self.requests, self.key_requests,
-                        self.load_duration)
+                        self.key_tokens, self.key_rejections, self.load_duration)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         self.registry.register(_FleetCollector(scheduler, scheduler.gpus))
@@ -72,6 +77,11 @@ class Metrics:
         with self.lock:
             self.load_duration.observe(self.load_duration.child(model), seconds)
 
+    def key_rejected(self, key: str, reason: str) -> None:
+        """A request refused for its key (called on the event loop; rare, so the lock is fine)."""
+        with self.lock:
+            self.key_rejections.inc(key, reason)
+
     def observe(self, rec: "RequestRecord", duration: float) -> None:
         """Record one finished request; the caller (the request log's writer thread) holds ``lock``."""
         # A name no model answers to is the client's text: one label value for all, so
@@ -86,6 +96,10 @@ class Metrics:
         self.requests.inc(model, str(rec.status))
         if rec.key:
             self.key_requests.inc(rec.key)
+            if rec.tokens_in:
+                self.key_tokens.add(rec.tokens_in, rec.key, "input")
+            if rec.tokens_out:
+                self.key_tokens.add(rec.tokens_out, rec.key, "output")
         duration_child, tokens_in, tokens_out, ttft, tpot = children
         if duration_child is None:  # not an OpenAI route, or no model took the request
             return

@@ -105,6 +105,7 @@ class RequestLog:
             "ttft_ms": round((rec.first_byte - rec.started) * 1000, 3) if rec.first_byte else None,
             "tokens_in": rec.tokens_in,
             "tokens_out": rec.tokens_out,
+            "key": rec.key,
         }
 
     def close(self) -> None:

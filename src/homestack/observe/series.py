@@ -49,6 +49,9 @@ class CounterSeries:
     def inc(self, *labels: str) -> None:
         self.counts[labels] = self.counts.get(labels, 0) + 1
 
+    def add(self, amount: int, *labels: str) -> None:
+        self.counts[labels] = self.counts.get(labels, 0) + amount
+
     def family(self) -> Metric:
         family = CounterMetricFamily(self.name, self.help, labels=self.labels)
         for labels, count in self.counts.items():

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 
 from ..errors import ClientClosed, HomestackError, RunnerError, RunnerTimeout
 from .kinds import KindConfig, LaunchPlan
-from .logs import LogTail
+from .logs import LogTail, secrets_of
 from .process import free_port, kill_group, spawn, terminate
 
 if TYPE_CHECKING:  # the fleet schema imports the kinds this package holds
@@ -45,7 +45,8 @@ class Runner:
         self.pinned = spec.pinned
         self.slots = plan.kind.slots(spec)  # requests it serves at once; None: no limit of its own
         self.metrics_path = plan.kind.metrics_path  # its own Prometheus endpoint, if any
-        self.log = LogTail(fleet.data_dir / "logs" / f"{name}.log")
+        self.secrets = secrets_of(spec)  # never written to its log, nor relayed in its errors
+        self.log = LogTail(fleet.data_dir / "logs" / f"{name}.log", secrets=self.secrets)
         self.state = State.STOPPED
         self._attach_url = plan.kind.attach_url(spec)  # an API already running: nothing to start
         self._health_path = plan.kind.health_path(spec)
