@@ -17,7 +17,8 @@ from homestack.keys import Key, KeyRing, Role
 from homestack.keys.limits import Limiter
 from homestack.keys.store import KeyStore, sha256_hex
 from homestack.runners.logs import LogTail, secrets_of
-from homestack.config.schema import CommandModel, RemoteModel
+from homestack.runners.kinds.command import CommandModel
+from homestack.runners.kinds.remote import RemoteModel
 
 ISSUE_KEYS = """\
 keys:
