@@ -13,7 +13,7 @@ def test_eval_as_written_with_the_issue_suite_line(default_gateway, tmp_path):
     suite.write_text(ISSUE_LINE + "\n")
     out = tmp_path / "eval.json"
     result = default_gateway.cli("eval", "--url", default_gateway.url + "/v1", "--model", "smollm2-135m-instruct",
-                                 "--suite", str(suite), "-o", str(out))
+                                 "--suite", str(suite), "-o", str(out), "--max-tokens", "16")
     report = json.loads(out.read_text())["models"]["smollm2-135m-instruct"]["SUITE"]
     (item,) = report["results"]
     assert item["id"] == "SUITE-1" and item["answer"] and item["latency"] > 0
@@ -25,13 +25,13 @@ def test_shipped_suites_side_by_side_with_determinism(default_gateway, tmp_path)
     out = tmp_path / "eval.json"
     result = default_gateway.cli(
         "eval", "--url", default_gateway.url + "/v1", "--model", "smollm2-135m-instruct,gemma-3-270m",
-        "--suite", "arithmetic", "--suite", "instructions", "--determinism", "2", "--limit", "3", "-o", str(out), timeout=900)
+        "--suite", "arithmetic", "--suite", "instructions", "--determinism", "2", "--limit", "2", "--max-tokens", "12", "-o", str(out), timeout=900)
     doc = json.loads(out.read_text())
     assert doc["settings"]["temperature"] == 0 and doc["settings"]["seed"] == 1234
     for model in ("smollm2-135m-instruct", "gemma-3-270m"):
         for suite in ("arithmetic", "instructions"):
             report = doc["models"][model][suite]
-            assert 0 <= report["score"] <= 1 and report["items"] == 3
+            assert 0 <= report["score"] <= 1 and report["items"] == 2
             assert 0 <= report["determinism"] <= 1
             assert all("identical" in r for r in report["results"])
     smollm2 = doc["models"]["smollm2-135m-instruct"]

@@ -91,8 +91,16 @@ async def calibrate(client: httpx.AsyncClient, target: Target, api: str) -> floa
     resp = await client.post(target.url + path, json={**body, "model": target.model, "max_tokens": 1},
                              headers=target.headers())
     if resp.status_code != 200:
-        raise HomestackError(f"{target.url}{path} answered HTTP {resp.status_code}: {resp.text[:200]}")
+        raise HomestackError(f"{target.url}{path} answered HTTP {resp.status_code}: {_reason(resp)}")
     return 50 / max(1, resp.json()["usage"]["prompt_tokens"])
+
+
+def _reason(resp: httpx.Response) -> str:
+    """The error message of an OpenAI-shaped error body, else the start of the body, on one line."""
+    try:
+        return str(resp.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return " ".join(resp.text[:200].split())
 
 
 def body_for(api: str, text: str, output_tokens: int, ignore_eos: bool) -> dict:

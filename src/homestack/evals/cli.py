@@ -42,7 +42,8 @@ def _eval(args: argparse.Namespace) -> None:
     models = [m for value in args.model for m in value.split(",") if m]
     if not models:
         raise HomestackError("eval needs --model NAME (repeat it, or comma-separate, for a side-by-side table)")
-    suites = {name: items[: args.limit] for name, items in map(load, args.suite)}
+    suites = {name: [i.model_copy(update={"max_tokens": min(i.max_tokens, args.max_tokens or i.max_tokens)})
+                     for i in items[: args.limit]] for name, items in map(load, args.suite)}
     options = Options(url=args.url, api_key=args.api_key or os.environ.get("HOMESTACK_API_KEY"),
                       concurrency=args.concurrency, temperature=args.temperature, seed=args.seed,
                       repeats=args.determinism)
@@ -76,4 +77,5 @@ def register(sub, command) -> None:
     p.add_argument("--determinism", type=int, default=1, metavar="N",
                    help="ask each item N times; report the share of items with identical answers")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N items of each suite (a quick check)")
+    p.add_argument("--max-tokens", type=int, metavar="N", help="cap every item's max_tokens at N")
     p.add_argument("-o", "--output", metavar="FILE", help="write the results JSON here")
