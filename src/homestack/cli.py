@@ -7,6 +7,7 @@ the commands that need them, so `homestack ps` answers quickly.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -20,6 +21,10 @@ def _serve(args: argparse.Namespace) -> None:
     from .config import load_fleet
     from .gateway.server import serve
 
+    if args.locked:
+        from .artifacts.cli import check_locked
+
+        check_locked(args.config)
     fleet = load_fleet(args.config, host=args.host, port=args.port)
     knowledge = {"enabled": False} if args.no_knowledge else {}
     if args.knowledge_port is not None:
@@ -218,6 +223,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-auth", action="store_true", help="allow a non-loopback address without API keys")
     p.add_argument("--knowledge-port", type=int, metavar="PORT", help="knowledge service port (default 8081; 0: any)")
     p.add_argument("--no-knowledge", action="store_true", help="do not start the knowledge service")
+    p.add_argument("--locked", action="store_true", help="refuse to start when the fleet drifted from homestack.lock")
 
     p = command("check", _check, "Validate a fleet file.")
     p.add_argument("file", metavar="FILE")
@@ -267,6 +273,8 @@ def _parser() -> argparse.ArgumentParser:
     mcp_cli.register(command)
     knowledge_cli.register_kb(command)
     keys_cli.register(command)
+    for module in ("bench", "evals", "artifacts", "cost"):
+        importlib.import_module(f".{module}.cli", __package__).register(command)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""`homestack cost`: cost per million tokens and break-even against cloud APIs."""

@@ -1,0 +1,1 @@
+"""`homestack eval`: evaluation suites (JSONL) run against models through any OpenAI-compatible URL."""
