@@ -25,6 +25,19 @@ _PROBE_TIMEOUT = 2.0  # seconds one health check may take
 HealthProbe = Callable[[str, str], Awaitable[int]]
 
 
+# What a local runner answers, by kind; None: every operation is forwarded and the runner judges.
+_LLAMA_EMBEDDING_FLAGS = {"--embedding", "--embeddings"}  # llama-server then serves embeddings only
+
+
+def _operations(spec: ModelConfig) -> frozenset[str] | None:
+    if spec.runner == "embeddings":
+        return frozenset({"embeddings"})
+    if spec.runner == "llama.cpp":
+        embeds = bool(_LLAMA_EMBEDDING_FLAGS.intersection(spec.args))
+        return frozenset({"embeddings"} if embeds else {"chat", "text_completion"})
+    return None
+
+
 class State(str, enum.Enum):
     STOPPED = "stopped"
     STARTING = "starting"
@@ -40,6 +53,7 @@ class Runner:
         self.plan = plan
         self.version = self.plan.version
         self.metrics_path = "/metrics" if self.kind == "llama.cpp" else None  # the runner's own metrics
+        self.operations = _operations(spec)  # what it answers (Operation names); None: anything
         self.ttl = fleet.ttl_for(spec)
         self.pinned = spec.pinned
         self.log = LogTail(fleet.data_dir / "logs" / f"{name}.log")
