@@ -97,13 +97,14 @@ def _schemathesis(url: str, examples: int) -> dict[str, int]:
 
 
 def test_schemathesis_finds_no_server_error_in_the_gateway(gw):
-    figures = _schemathesis(gw.url + "/openapi.json", examples=4)
-    assert figures["operations"] == len({(r.method, r.path) for r in routes() if r.method != "HEAD"})
+    figures = _schemathesis(gw.url + "/openapi.json", examples=3)
+    # schemathesis counts /ui and /ui/ as one operation
+    assert figures["operations"] == len({(r.method, r.path.rstrip("/")) for r in routes() if r.method != "HEAD"})
     _still_serving(gw)
 
 
 def test_schemathesis_finds_no_server_error_in_the_knowledge_service(gw):
-    figures = _schemathesis(gw.knowledge + "/openapi.json", examples=3)
+    figures = _schemathesis(gw.knowledge + "/openapi.json", examples=2)
     assert figures["operations"] >= 15
 
 
