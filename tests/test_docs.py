@@ -70,7 +70,7 @@ def test_python_example_works(default_gateway):
 
 
 @pytest.mark.parametrize(
-    "route", ["/v1/models", "/health", "/metrics", "/ui", "/admin/running", "/admin/plan", "/admin/requests"]
+    "route", ["/v1/models", "/health", "/openapi.json", "/metrics", "/ui", "/admin/running", "/admin/plan", "/admin/requests"]
 )
 def test_documented_get_routes_answer(default_gateway, route):
     assert f"`GET {route}`" in README

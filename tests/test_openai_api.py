@@ -135,7 +135,8 @@ def test_malformed_body_is_400_in_openai_shape(default_gateway, body, fragment):
 
 
 def test_runner_errors_are_marked_as_the_runners(default_gateway):
-    body = {"model": "smollm2-135m-instruct", "messages": "not a list"}
+    # Fits the gateway's schema (nested part types are the runner's to judge); llama-server refuses it.
+    body = {"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": [{"type": "no-such-part"}]}]}
     resp = httpx.post(default_gateway.url + "/v1/chat/completions", json=body, timeout=60)
     assert 400 <= resp.status_code < 500
     assert resp.json()["error"]["source"] == "runner"

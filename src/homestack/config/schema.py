@@ -93,6 +93,9 @@ class Timeouts(_Strict):
     connect: float = Field(5, gt=0, description="Seconds to connect to a runner.")
     read: float = Field(600, gt=0, description="Seconds a runner may stay silent mid-answer (504 after).")
     startup: float = Field(120, gt=0, description="Default seconds for a runner to become healthy.")
+    headers: float = Field(
+        10, gt=0, description="Seconds a client may take to send a request's headers; then it is disconnected."
+    )
 
 
 def default_data_dir() -> Path:
@@ -117,6 +120,10 @@ class FleetConfig(_Strict):
     scheduling: Scheduling = Field(default_factory=Scheduling)
     knowledge: Knowledge = Field(default_factory=Knowledge)
     deploy: Deploy = Field(default_factory=Deploy, description="Settings for `homestack render` (systemd, nginx, ...).")
+    tls_cert: Path | None = Field(None, description="PEM certificate chain: serve HTTPS (with tls_key).")
+    tls_key: Path | None = Field(
+        None, validate_default=True, description="PEM private key of tls_cert; both set, or neither."
+    )
     api_keys: list[str] = Field(default_factory=list, description="Bearer keys for /v1 routes.")
     admin_keys: list[str] = Field(default_factory=list, description="Bearer keys for /v1 and /admin routes.")
     keys: dict[Annotated[str, Field(pattern=_NAME_PATTERN)], KeySpec] = Field(
@@ -137,6 +144,18 @@ class FleetConfig(_Strict):
                 if member not in models:
                     raise ValueError(f"group {name!r} lists unknown model {member!r}; models: {', '.join(models)}")
         return groups
+
+    @field_validator("tls_cert", "tls_key")
+    @classmethod
+    def _readable(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if info.field_name == "tls_key" and (path is None) != (info.data.get("tls_cert") is None):
+            raise ValueError("set both tls_cert and tls_key, or neither")
+        if path is not None:
+            try:
+                path.open("rb").close()
+            except OSError as exc:
+                raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+        return path
 
     @model_validator(mode="after")
     def _names_unique(self) -> "FleetConfig":

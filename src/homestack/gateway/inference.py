@@ -66,6 +66,10 @@ async def _serve_runner(services: Services, req: Request, runner: Runner, body: 
     rec = req.record
     scheduler = services.scheduler
     rec.runner, rec.runner_kind, rec.runner_version = runner.name, runner.kind, runner.version
+    if runner.operations is not None and operation.name not in runner.operations:
+        served = " and ".join(sorted(runner.operations))
+        raise BadRequest(f"model {runner.name} serves {served}, not {operation.name}", param="model",
+                         code="unsupported_operation")
     ticket = scheduler.acquire(runner)
     if ticket is not None:
         await _wait_turn(scheduler, ticket, req.receive)

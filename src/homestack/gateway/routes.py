@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Iterable
 
 from ..errors import MethodNotAllowed, NotFound
-from . import admin, handlers, knowledge, ui
+from . import admin, handlers, knowledge, openapi, ui
 from ..keys import Role
 from .context import Request, Services
+from .asgi import send_response
 from .inference import serve_model
 from .surfaces import Operation, Surface
 from .surfaces.openai import CHAT, COMPLETIONS, EMBEDDINGS, OPENAI
@@ -56,6 +57,7 @@ def routes(metrics: bool = True, metrics_role: Role = Role.ANY) -> list[Route]:
         Route("GET", "/v1/models/{name}", Role.INFERENCE, handlers.get_model),
         Route("GET", "/health", Role.PUBLIC, handlers.health),
         Route("HEAD", "/health", Role.PUBLIC, handlers.health),
+        Route("GET", "/openapi.json", Role.PUBLIC, _openapi),
         # The status page is static; the page sends the user's key to /admin itself.
         Route("GET", "/ui", Role.PUBLIC, ui.page),
         Route("HEAD", "/ui", Role.PUBLIC, ui.page),
@@ -84,6 +86,13 @@ def routes(metrics: bool = True, metrics_role: Role = Role.ANY) -> list[Route]:
     if metrics:
         table.append(Route("GET", "/metrics", metrics_role, handlers.metrics))
     return table
+
+
+async def _openapi(services: Services, req: Request) -> None:
+    """The API described from this very table (see gateway/openapi.py)."""
+    table = routes(metrics=services.metrics is not None)
+    body = openapi.describe(table, list(services.scheduler.runners))
+    await send_response(req.send, 200, body, headers=req.headers)
 
 
 _PARAM = re.compile(r"\{(\w+)(:path)?\}")

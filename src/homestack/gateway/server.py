@@ -15,6 +15,7 @@ from ..runners.process import free_port
 from ..scheduler import Scheduler
 from .app import GatewayApp
 from .knowledge import KnowledgeSupervisor
+from .protocol import with_header_deadline
 
 
 def check_exposure(fleet: FleetConfig, no_auth: bool) -> None:
@@ -62,7 +63,7 @@ def serve(fleet: FleetConfig, config: str | None, no_auth: bool = False) -> None
     gateway = GatewayApp(fleet, scheduler, knowledge_url=knowledge_url)
     sock = bind(fleet.host, fleet.port)
     host = sock.getsockname()[0]
-    url = url_of(sock)
+    url = url_of(sock, "https" if fleet.tls_cert else "http")
     if knowledge_port and knowledge.supervise:
         gateway.supervisor = KnowledgeSupervisor.for_fleet(
             config, knowledge.host, knowledge_port, knowledge.gateway_url or _local(url, host), fleet.data_dir,
@@ -72,12 +73,14 @@ def serve(fleet: FleetConfig, config: str | None, no_auth: bool = False) -> None
     config = uvicorn.Config(
         gateway,
         loop="uvloop",
-        http="httptools",
+        http=with_header_deadline(fleet.timeouts.headers),
         lifespan="on",
         access_log=False,
         log_level="warning",
         server_header=False,
         proxy_headers=False,  # the gateway never uses the client address
         timeout_graceful_shutdown=10,
+        ssl_certfile=fleet.tls_cert,
+        ssl_keyfile=fleet.tls_key,
     )
     uvicorn.Server(config).run(sockets=[sock])

@@ -45,6 +45,7 @@ class Runner:
         self.pinned = spec.pinned
         self.slots = plan.kind.slots(spec)  # requests it serves at once; None: no limit of its own
         self.metrics_path = plan.kind.metrics_path  # its own Prometheus endpoint, if any
+        self.operations = plan.kind.operations(spec)  # what it answers (Operation names); None: anything
         self.secrets = secrets_of(spec)  # never written to its log, nor relayed in its errors
         self.log = LogTail(fleet.data_dir / "logs" / f"{name}.log", secrets=self.secrets)
         self.state = State.STOPPED

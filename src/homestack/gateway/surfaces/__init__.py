@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ...errors import BadRequest, HomestackError
+from .fields import check_fields
 
 if TYPE_CHECKING:
     from ...observe import RequestRecord
@@ -23,10 +24,11 @@ class Surface:
     """The base every surface extends; subclasses set the class attributes and override as needed."""
 
     name = ""
+    error_schema: dict[str, Any] = {}  # the JSON schema of its error bodies, for /openapi.json
     stream_end = b""  # what ends a stream the runner left unfinished (after the error event)
 
     def parse(self, body: bytes, operation: "Operation") -> dict[str, Any]:
-        """The request as a JSON object with the model and ``operation.required`` present; else 400."""
+        """The request as a JSON object with a model, whose fields fit ``operation.schema``; else 400."""
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -36,9 +38,7 @@ class Surface:
         model = payload.get("model")
         if not isinstance(model, str) or not model:
             raise BadRequest("missing required field 'model'", param="model")
-        for field in operation.required:
-            if payload.get(field) is None:
-                raise BadRequest(f"missing required field {field!r}", param=field)
+        check_fields(payload, operation.schema)
         return payload
 
     def count_tokens(self, rec: "RequestRecord", data: bytes) -> None:
@@ -62,9 +62,10 @@ class Surface:
 
 @dataclass(frozen=True, slots=True)
 class Operation:
-    """One model-serving route: its surface, the runner path it maps to, what it must carry."""
+    """One model-serving route: its surface, the runner path it maps to, the JSON schema of its body."""
 
     surface: Surface
     name: str  # the GenAI operation name in metrics, e.g. "chat"
     upstream_path: str  # appended to the runner's base URL (which ends in /v1)
-    required: tuple[str, ...] = ()
+    summary: str  # one line for /openapi.json
+    schema: dict[str, Any]  # the fields the gateway reads or checks; others pass through to the runner

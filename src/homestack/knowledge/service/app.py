@@ -7,7 +7,6 @@ Every error leaves as the OpenAI-shaped JSON body of homestack's error tree, wit
 from __future__ import annotations
 
 import base64
-import binascii
 import sys
 import traceback
 from typing import Any, AsyncIterator
@@ -26,9 +25,9 @@ from ..answering.chat import chat_completion
 from ..core import KnowledgeBase
 from ..ingest.parse import format_of
 from ..ingest.pipeline import Document, ingest
+from .api import PREFIX, service_document
 
 MAX_BODY = 256 * 1024 * 1024
-PREFIX = "/v1/knowledge"
 
 
 def json_response(data: Any, status: int = 200) -> Response:
@@ -95,6 +94,10 @@ async def _health(k: KnowledgeBase, request: Request) -> Response:
     return json_response({"status": "ok"})
 
 
+async def _openapi(k: KnowledgeBase, request: Request) -> Response:
+    return json_response(service_document())
+
+
 async def _list(k: KnowledgeBase, request: Request) -> Response:
     return json_response({"collections": [await k.describe(n) for n in await k.run(k.store.list)]})
 
@@ -137,7 +140,7 @@ def documents_of(body: dict[str, Any]) -> list[Document]:
         else:
             try:
                 data = base64.b64decode(_field(d, "content_base64", str), validate=True)
-            except binascii.Error:
+            except ValueError:  # binascii.Error, or characters outside ASCII
                 raise BadRequest(f"documents[{i}].content_base64 is not valid base64", param="content_base64") from None
         tags = _field(d, "tags", list, [])
         out.append(Document(source, data, format_of(source, _field(d, "format", str, None)),
@@ -218,6 +221,7 @@ def routes() -> list:
 
     return [
         Route("/health", _endpoint(_health), methods=["GET"]),
+        Route("/openapi.json", _endpoint(_openapi), methods=["GET"]),
         r("/health", _health, ["GET"]),
         r("/collections", _list, ["GET"]),
         r("/collections", _create, ["POST"]),

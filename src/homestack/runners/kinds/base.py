@@ -141,3 +141,7 @@ class RunnerKind:
     def api_key(self, spec: KindConfig) -> str | None:
         """Sent upstream as ``Authorization: Bearer`` with every request."""
         return None
+
+    def operations(self, spec: KindConfig) -> frozenset[str] | None:
+        """The operations (``Operation.name``: chat, text_completion, embeddings...) it answers; None: any."""
+        return None

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
 
 
+_EMBEDDING_FLAGS = {"--embedding", "--embeddings"}
+
+
 class LlamaCppModel(ProcessConfig):
     runner: Literal["llama.cpp"]
     model: str = Field(description="GGUF file path, or package:NAME for a shipped model.")
@@ -92,3 +95,8 @@ class LlamaCpp(RunnerKind):
 
     def slots(self, spec: LlamaCppModel) -> int:
         return spec.parallel
+
+    def operations(self, spec: LlamaCppModel) -> frozenset[str]:
+        # Started with --embedding(s), llama-server serves embeddings only; else it has no embeddings.
+        embeds = bool(_EMBEDDING_FLAGS.intersection(spec.args))
+        return frozenset({"embeddings"} if embeds else {"chat", "text_completion"})
