@@ -79,6 +79,9 @@ class Store(Protocol):
 
     def meta(self, name: str) -> dict[str, Any]: ...
 
+    def update_meta(self, name: str, meta: dict[str, Any]) -> None:
+        """Replace what the collection records about how it was built."""
+
     def drop(self, name: str) -> None: ...
 
     def upsert(self, name: str, points: list[StorePoint]) -> None: ...

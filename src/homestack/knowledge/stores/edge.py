@@ -59,6 +59,13 @@ class EdgeStore:
             raise NotFound(f"collection {name!r} does not exist; collections: {', '.join(self.list()) or 'none'}",
                            param="collection") from None
 
+    def update_meta(self, name: str, meta: dict[str, Any]) -> None:
+        path = self.root / check_name(name) / "collection.json"
+        self.meta(name)
+        staged = path.with_suffix(".json.tmp")
+        staged.write_text(json.dumps(meta, indent=2))
+        staged.replace(path)  # atomic: a reader sees the old file or the new one
+
     def _shard(self, name: str) -> q.EdgeShard:
         shard = self._shards.get(name)
         if shard is None:

@@ -52,6 +52,9 @@ class QdrantServerStore:
                            param="collection")
         return dict(self.client.get_collection(full).config.metadata or {})
 
+    def update_meta(self, name: str, meta: dict[str, Any]) -> None:
+        self.client.update_collection(self._name(name), metadata=meta)
+
     def _name(self, name: str) -> str:
         self.meta(name)
         return _PREFIX + name
