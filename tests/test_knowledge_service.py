@@ -182,6 +182,7 @@ def test_collections_stats_and_delete(service, docs):
     assert stats["store"] == "qdrant-edge" and "minilm-l6-v2 tokenizer" in stats["tokenizer"]
     docs_info = next(c for c in stats["collections"] if c["name"] == "docs")
     assert (docs_info["sources"], docs_info["dimensions"]) == (4, 384)
+    assert 5 < docs_info["avg_terms"] < 200  # BM25's average chunk length, learned at the first ingest
     service.kb("delete", "scratch")
     assert service.api("GET", "/collections/scratch").status_code == 404
 
