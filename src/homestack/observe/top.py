@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..client import GatewayClient
-from ..config.sizes import format_size
+from ..sizes import format_size
 
 _STATE_STYLE = {"ready": "green", "starting": "yellow", "stopping": "magenta", "stopped": "dim"}
 _RATE_WINDOW = 60.0  # seconds of recent requests behind tokens/s
