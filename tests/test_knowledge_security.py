@@ -150,6 +150,18 @@ def test_mcp_checks_host_and_origin(service, header, value, status):
     assert httpx.post(service.url + "/mcp", json=INITIALIZE, headers=headers, timeout=30).status_code == status
 
 
+def test_mcp_checks_host_and_origin_on_any_address(default_gateway, tmp_path):
+    """The SDK checks Host and Origin by itself only when bound to 127.0.0.1 or ::1; homestack always."""
+    ks = KnowledgeProcess(tmp_path / "ks", default_gateway.url, host="127.0.0.2")
+    try:
+        for header, value, status in (("Origin", "http://evil.example", 403), ("Host", "evil.example", 421),
+                                      ("Origin", "http://localhost:3000", 200)):
+            headers = {**MCP_HEADERS, "Authorization": f"Bearer {ks.key}", header: value}
+            assert httpx.post(ks.url + "/mcp", json=INITIALIZE, headers=headers, timeout=30).status_code == status
+    finally:
+        ks.stop()
+
+
 @pytest.mark.parametrize("name, roots, allowed", [
     ("allowed/notes.md", ["allowed"], True),
     ("allowed", ["allowed"], True),

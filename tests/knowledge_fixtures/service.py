@@ -27,15 +27,17 @@ keys:
 class KnowledgeProcess(ServerProcess):
     what = "knowledge service"
 
-    def __init__(self, home: Path, gateway_url: str, config: str = "", keys: dict[str, str] | None = None):
+    def __init__(self, home: Path, gateway_url: str, config: str = "", keys: dict[str, str] | None = None,
+                 host: str = "127.0.0.1"):
         """``config``: more of the fleet file (its keys: section is the tests' key, unless given);
-        ``keys``: environment variables holding more keys' secrets."""
+        ``keys``: environment variables holding more keys' secrets; ``host``: a loopback address to bind."""
         home.mkdir(parents=True, exist_ok=True)
         self.home = home
+        self.host = host
         self.key = secrets.token_urlsafe(24)
         (home / "fleet.yaml").write_text(config if "keys:" in config else config + KEYS)
         argv = [sys.executable, "-m", "homestack", "knowledge", "serve", "--port", "0", "--gateway", gateway_url,
-                "--config", str(home / "fleet.yaml")]
+                "--config", str(home / "fleet.yaml"), "--host", host]
         self.env = {**os.environ, "HOMESTACK_HOME": str(home / "data"), "KB_TESTS_KEY": self.key,
                     "HOMESTACK_API_KEY": self.key, **(keys or {})}
         super().__init__(argv, home / "knowledge.stderr", env=self.env)

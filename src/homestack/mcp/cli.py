@@ -18,9 +18,12 @@ def knowledge_endpoint(knowledge, host: str):
     mcp = build_mcp(knowledge)
     settings = knowledge.settings
     # Host and Origin checked against the operator's lists whatever the bind address (the SDK only
-    # checks them by itself on loopback): a foreign Host is refused (421), a foreign Origin gets 403.
-    security = TransportSecuritySettings(allowed_hosts=list(settings.mcp_allowed_hosts),
-                                         allowed_origins=list(settings.mcp_allowed_origins))
+    # checks them by itself on 127.0.0.1 and ::1): a foreign Host is refused (421), a foreign Origin
+    # gets 403. The address bound is a Host clients use, never a rebinding attacker's name.
+    hosts = list(settings.mcp_allowed_hosts)
+    if host not in ("0.0.0.0", "::", ""):
+        hosts.append(f"[{host}]:*" if ":" in host else f"{host}:*")
+    security = TransportSecuritySettings(allowed_hosts=hosts, allowed_origins=list(settings.mcp_allowed_origins))
     return mcp.streamable_http_app(host=host, transport_security=security), mcp.session_manager.run
 
 
