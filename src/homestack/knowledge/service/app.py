@@ -251,6 +251,9 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
     return error_response(NotFound(f"no route {request.method} {request.url.path} in the knowledge service"))
 
 
+CALLER = "homestack.key"  # the scope entry _Guarded fills: the caller's Key, None when nothing is checked
+
+
 class _Guarded:
     """An extra endpoint (MCP's /mcp) behind the service's access rule; the caller's key goes in the scope."""
 
@@ -265,9 +268,6 @@ class _Guarded:
             await error_response(exc)(scope, receive, send)
             return
         await self.app(scope, receive, send)
-
-
-CALLER = "homestack.key"  # the scope entry _Guarded fills: the caller's Key, None when nothing is checked
 
 
 def build_app(k: KnowledgeBase, access: Access, extra_app: Any = None, lifespan=None) -> Starlette:
