@@ -157,7 +157,7 @@ def test_ask_says_so_when_nothing_is_relevant(service, docs):
 
 def test_kb_model_chat_completions_streamed_and_not(service, docs):
     _, files, _ = docs
-    client = openai.OpenAI(base_url=service.url + "/v1/knowledge", api_key="unused")
+    client = openai.OpenAI(base_url=service.url + "/v1/knowledge", api_key=service.key)
     question = [{"role": "user", "content": "How long is the warranty on the Zephyr arm?"}]
     stream = client.chat.completions.create(model="kb:docs", messages=question, stream=True, max_tokens=30,
                                             stream_options={"include_usage": True})

@@ -78,6 +78,27 @@ class Knowledge(_Strict):
     top_k: int = Field(5, ge=1, description="Sources retrieved for an answer.")
     min_score: float | None = Field(None, description="Search results below this score are dropped.")
     read_only: bool = Field(False, description="No writes through MCP (add_document is not offered).")
+    allowed_paths: list[Path] = Field(
+        default_factory=list,
+        description="Folders whose files add_document(path=...) may read (resolved; default none: path ingest off).",
+    )
+    mcp_allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1:*", "localhost:*", "[::1]:*"],
+        description="Host headers /mcp accepts (\"host:*\" for any port); others are refused (421).",
+    )
+    mcp_allowed_origins: list[str] = Field(
+        default_factory=lambda: ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+        description="Origin headers /mcp accepts (requests without one too); others get 403.",
+    )
+
+    @field_validator("allowed_paths")
+    @classmethod
+    def _absolute(cls, paths: list[Path]) -> list[Path]:
+        paths = [p.expanduser() for p in paths]
+        for p in paths:
+            if not p.is_absolute():
+                raise ValueError(f"{p} is relative; name folders by absolute path (or ~/...)")
+        return paths
 
     @field_validator("chunk_overlap")
     @classmethod

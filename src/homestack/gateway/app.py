@@ -21,7 +21,7 @@ from .asgi import Receive, Scope, Send, send_error
 from ..keys import KeyRing, Role
 from .auth import Auth
 from .context import KnowledgeTarget, Request, Services
-from .knowledge import KnowledgeSupervisor
+from .knowledge import KnowledgeSupervisor, new_token, token_header
 from .routes import RouteTable, routes
 from .surfaces import Surface
 from .surfaces.openai import OPENAI
@@ -37,7 +37,8 @@ class GatewayApp:
             request_log.metrics = metrics
             scheduler.on_loaded = metrics.model_loaded
         self.auth = Auth(KeyRing.load(fleet), metrics.key_rejected if metrics is not None else None)
-        # The knowledge service: /v1/knowledge/* is relayed to it, kb:<collection> chats too.
+        # The knowledge service: /v1/knowledge/* is relayed to it, kb:<collection> chats too, with its token.
+        self.knowledge_token = new_token() if knowledge_url else None
         self.services = Services(
             fleet=fleet,
             scheduler=scheduler,
@@ -45,7 +46,9 @@ class GatewayApp:
             upstream=UpstreamPool(fleet.timeouts.connect, fleet.timeouts.read),
             metrics=metrics,
             knowledge_url=knowledge_url,
-            knowledge_target=KnowledgeTarget(knowledge_url + "/v1/knowledge") if knowledge_url else None,
+            knowledge_target=KnowledgeTarget(knowledge_url + "/v1/knowledge",
+                                             upstream_headers=token_header(self.knowledge_token))
+            if knowledge_url else None,
             created=int(time.time()),
             auth=self.auth,
         )

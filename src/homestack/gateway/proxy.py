@@ -124,11 +124,13 @@ async def _send_error_event(send: Send, rec: RequestRecord, surface: Surface, er
 
 
 async def relay(
-    pool: UpstreamPool, base_url: str, method: bytes, path: str, body: bytes, send: Send, extra_headers: Headers
+    pool: UpstreamPool, base_url: str, method: bytes, path: str, body: bytes, send: Send, extra_headers: Headers,
+    upstream_headers: bytes = b"",
 ) -> int:
-    """Pass a request through to a service unchanged and relay its answer as it arrives; the status."""
+    """Pass a request through to a service (with ``upstream_headers``, raw header lines: its credentials)
+    and relay its answer as it arrives; the status."""
     try:
-        resp = await pool.request(method, base_url, path, body)
+        resp = await pool.request(method, base_url, path, body, upstream_headers)
     except _TRANSPORT_ERRORS as exc:
         raise ServiceUnavailable(f"the knowledge service at {base_url} is not answering: {exc}") from None
     try:

@@ -67,7 +67,7 @@ def serve(fleet: FleetConfig, config: str | None, no_auth: bool = False) -> None
     if knowledge_port and knowledge.supervise:
         gateway.supervisor = KnowledgeSupervisor.for_fleet(
             config, knowledge.host, knowledge_port, knowledge.gateway_url or _local(url, host), fleet.data_dir,
-            no_auth,
+            gateway.knowledge_token,
         )
     gateway.on_started = lambda: (_banner(gateway, url), notify_ready())
     config = uvicorn.Config(
