@@ -18,7 +18,7 @@ from ..observe import RequestLog, RequestRecord
 from ..observe.metrics import Metrics
 from ..scheduler import Scheduler
 from .asgi import Receive, Scope, Send, send_error
-from ..keys import KeyRing, Role
+from ..keys import Key, KeyRing, Role
 from .auth import Auth
 from .context import KnowledgeTarget, Request, Services
 from .knowledge import KnowledgeSupervisor, new_token, token_header
@@ -39,6 +39,8 @@ class GatewayApp:
         self.auth = Auth(KeyRing.load(fleet), metrics.key_rejected if metrics is not None else None)
         # The knowledge service: /v1/knowledge/* is relayed to it, kb:<collection> chats too, with its token.
         self.knowledge_token = new_token() if knowledge_url else None
+        if self.knowledge_token is not None:  # the service calls back for embeddings and answers with it
+            self.auth.ring.add(self.knowledge_token, Key("knowledge-service", frozenset({Role.INFERENCE})))
         self.services = Services(
             fleet=fleet,
             scheduler=scheduler,

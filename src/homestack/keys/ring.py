@@ -74,6 +74,7 @@ class KeyRing:
 
     def __init__(self, keys: dict[bytes, Key], store: KeyStore | None = None):
         self._fixed = dict(keys)
+        self._added: dict[bytes, Key] = {}  # keys for services the gateway runs; they never turn auth on
         self._store = store
         self._stored: dict[bytes, Key] = {}
         self._stamp: tuple[int, int, int] | None = None  # the store file's (inode, mtime_ns, size) last read
@@ -101,8 +102,8 @@ class KeyRing:
 
     def add(self, secret: str | bytes, key: Key) -> None:
         """Accept ``secret`` as ``key`` from now on (e.g. a token the gateway made for a service it runs)."""
-        self._fixed[digest(secret)] = key
-        self._by_digest = {**self._stored, **self._fixed}
+        self._added[digest(secret)] = key
+        self._by_digest = {**self._stored, **self._fixed, **self._added}
 
     def lookup(self, secret: bytes) -> Key | None:
         found = digest(secret)
@@ -142,7 +143,7 @@ class KeyRing:
         fixed_names = {k.name for k in self._fixed.values()}
         self._stored = {bytes.fromhex(s.sha256): _stored_key(name, s) for name, s in stored.items()
                         if name not in fixed_names}  # a fleet key's name always means the fleet key
-        self._by_digest = {**self._stored, **self._fixed}
+        self._by_digest = {**self._stored, **self._fixed, **self._added}
         self._stamp = stamp
         return True
 

@@ -32,13 +32,14 @@ class Access:
         self.ring = ring
         self._auth = Auth(ring)
         self._token = bearer(token) if token else None
+        self.token = token  # the gateway's token also opens the gateway to this service (embeddings, answers)
         self.open = open  # --no-auth: nothing is checked (loopback only)
 
     @classmethod
     def for_service(cls, fleet: FleetConfig, host: str, no_auth: bool) -> "Access":
         """The service's access rule; a ConfigError when it would serve with no way to authenticate."""
         token = os.environ.pop(TOKEN_ENV, "").strip() or None  # not inherited by anything it starts
-        ring = KeyRing.from_fleet(fleet)
+        ring = KeyRing.load(fleet)
         if no_auth:
             if not is_loopback(host):
                 raise ConfigError(
