@@ -63,8 +63,7 @@ async def _ask_knowledge(services: Services, req: Request, body: bytes) -> None:
 
 
 async def _serve_runner(services: Services, req: Request, runner: Runner, body: bytes) -> None:
-    rec = req.record
-    scheduler = services.scheduler
+    rec, operation, scheduler = req.record, req.operation, services.scheduler
     rec.runner, rec.runner_kind, rec.runner_version = runner.name, runner.kind, runner.version
     if runner.operations is not None and operation.name not in runner.operations:
         served = " and ".join(sorted(runner.operations))
@@ -74,7 +73,7 @@ async def _serve_runner(services: Services, req: Request, runner: Runner, body: 
     if ticket is not None:
         await _wait_turn(scheduler, ticket, req.receive)
     try:
-        await forward(services.upstream, runner, req.operation, body, rec, req.send, req.receive, req.headers)
+        await forward(services.upstream, runner, operation, body, rec, req.send, req.receive, req.headers)
     finally:
         scheduler.release(runner)
 

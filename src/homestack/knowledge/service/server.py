@@ -46,7 +46,7 @@ def serve(fleet: FleetConfig, host: str | None, port: int | None, gateway_url: s
     sock = bind(host, fleet.knowledge.port if port is None else port)
     bound_host = sock.getsockname()[0]
     inference = InferenceClient(settings.gateway_url, settings.embedding_model, settings.chat_model,
-                                access.token or settings.api_key)
+                                settings.api_key or access.token)
     k = KnowledgeBase(settings, open_store(settings), inference)
     extra_app, sessions = endpoint(k, bound_host) if endpoint else (None, contextlib.nullcontext)
 
