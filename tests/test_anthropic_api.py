@@ -157,3 +157,15 @@ def test_route_table_errors_are_in_anthropics_shape(gateway):
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"
     assert wrong_method.status_code == 405 and wrong_method.json()["type"] == "error"
     assert no_key.status_code == 401 and no_key.json()["error"]["type"] == "authentication_error"
+
+
+def test_readme_client_setup_works(gateway, monkeypatch):
+    """The README's environment for Claude Code, read by the anthropic SDK as Claude Code reads it."""
+    from test_docs import README
+
+    (line,) = [line for line in README.splitlines() if line.startswith("export ANTHROPIC_BASE_URL=")]
+    for assignment in line.removeprefix("export ").split():
+        name, value = assignment.split("=", 1)
+        monkeypatch.setenv(name, value.replace("http://127.0.0.1:8080", gateway.url).replace("your-homestack-key", AGENT))
+    count = anthropic.Anthropic(max_retries=0).messages.count_tokens(model="claude-opus-4-1", messages=ASK)
+    assert count.input_tokens > 0
