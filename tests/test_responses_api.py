@@ -70,3 +70,17 @@ def test_previous_response_id_is_a_clear_400(client):
     with pytest.raises(openai.BadRequestError) as err:
         client.responses.create(model="gpt-5", input="Hi", previous_response_id="resp_123", max_output_tokens=4)
     assert "previous_response_id" in str(err.value)
+
+
+def test_readme_codex_provider_is_valid():
+    """The README's Codex provider entry parses and points at the gateway's Responses API."""
+    import re
+    import tomllib
+
+    from test_docs import README
+
+    (block,) = re.findall(r"```toml\n(.*?)```", README, re.DOTALL)
+    config = tomllib.loads(block)
+    provider = config["model_providers"][config["model_provider"]]
+    assert provider["wire_api"] == "responses" and provider["base_url"].endswith("/v1")
+    assert re.fullmatch(FLEET.split('aliases: ["')[1].split('"')[0].replace("*", ".*"), config["model"])
