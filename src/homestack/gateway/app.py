@@ -22,10 +22,13 @@ from ..keys import Key, KeyRing, Role
 from .auth import Auth
 from .context import KnowledgeTarget, Request, Services
 from .knowledge import KnowledgeSupervisor, new_token, token_header
-from .routes import RouteTable, routes
+from .routes import SURFACES, RouteTable, routes
 from .surfaces import Surface
 from .surfaces.openai import OPENAI
 from .upstream import UpstreamPool
+
+# Every header a surface may take a key from.
+_KEY_HEADERS = frozenset(s.api_key_header for s in SURFACES if s.api_key_header is not None)
 
 
 class GatewayApp:
@@ -91,9 +94,12 @@ class GatewayApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         authorization = request_id = content_length = None
+        other_keys: dict[bytes, bytes] = {}  # headers some surfaces take a bare key from (x-api-key)
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value
+            elif name in _KEY_HEADERS:
+                other_keys[name] = value
             elif name == b"x-request-id":
                 request_id = value
             elif name == b"content-length":
@@ -101,10 +107,12 @@ class GatewayApp:
         rid = request_id.decode("latin-1") if request_id else os.urandom(8).hex()
         rid_header = [(b"x-request-id", request_id or rid.encode())]
         surface: Surface = OPENAI
-        rec = None
+        rec = route = None
         try:
             route, params = self.routes.match(scope["method"], scope["path"])
             surface = route.surface
+            if authorization is None and surface.api_key_header in other_keys:
+                authorization = b"Bearer " + other_keys[surface.api_key_header]
             req = Request(scope, receive, send, rid_header, content_length, params)
             if route.logged:
                 req.record = rec = RequestRecord(rid, req.method, req.path)
@@ -115,6 +123,8 @@ class GatewayApp:
                 rec.key = req.key.name
             await route.handler(self.services, req)
         except HomestackError as exc:
+            if route is None:  # no route took the path: answer in its neighbours' shape
+                surface = self.routes.surface_for(scope["path"])
             if rec is not None:
                 rec.status, rec.outcome = exc.status, exc.code or exc.type
             await send_error(send, exc, surface.error_body(exc), rid_header)

@@ -1,12 +1,18 @@
 """The model-serving handler every surface's routes share.
 
 It reads the body once, lets the route's surface parse it (to find the model),
-waits for a slot on the model's runner, and forwards the original bytes untouched.
+waits for a slot on the model's runner, and forwards the original bytes untouched:
+unless the runner does not speak the surface's protocol (then the surface
+translates to chat completions and back) or ``max_tokens`` asks for more than
+the model may give (then it is capped, not refused).
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+import orjson
 
 from ..errors import BadRequest, ClientClosed, ModelNotFound
 from ..keys import Role
@@ -46,7 +52,7 @@ async def serve_model(services: Services, req: Request) -> None:
         if runner is None:
             await _ask_knowledge(services, req, body)
         else:
-            await _serve_runner(services, req, runner, body)
+            await _serve_runner(services, req, runner, body, payload)
     finally:
         if limited:
             auth.finish(req.key, (rec.tokens_in or 0) + (rec.tokens_out or 0))
@@ -62,18 +68,40 @@ async def _ask_knowledge(services: Services, req: Request, body: bytes) -> None:
                   req.headers)
 
 
-async def _serve_runner(services: Services, req: Request, runner: Runner, body: bytes) -> None:
-    rec, operation, scheduler = req.record, req.operation, services.scheduler
+def output_cap(runner: Runner) -> int | None:
+    """The most tokens one answer may ask for: the model's max_output_tokens and its context."""
+    caps = [c for c in (runner.spec.max_output_tokens, runner.plan.kind.context_tokens(runner.spec)) if c]
+    return min(caps, default=None)
+
+
+def _cap_max_tokens(payload: dict[str, Any], field: str | None, runner: Runner) -> bool:
+    """Lower ``payload[field]`` to what the model may give; whether it changed."""
+    cap = output_cap(runner)
+    asked = payload.get(field) if field else None
+    if cap is None or not isinstance(asked, int) or asked <= cap:
+        return False
+    payload[field] = cap
+    return True
+
+
+async def _serve_runner(services: Services, req: Request, runner: Runner, body: bytes, payload: dict[str, Any]) -> None:
+    rec, operation = req.record, req.operation
+    if _cap_max_tokens(payload, operation.max_tokens_field, runner):
+        body = orjson.dumps(payload)
+    native = operation.upstream_path in runner.plan.kind.serves
+    translation = operation.surface.translation(operation, payload, native)
+    scheduler = services.scheduler
     rec.runner, rec.runner_kind, rec.runner_version = runner.name, runner.kind, runner.version
-    if runner.operations is not None and operation.name not in runner.operations:
+    if runner.operations is not None and operation.capability not in runner.operations:
         served = " and ".join(sorted(runner.operations))
-        raise BadRequest(f"model {runner.name} serves {served}, not {operation.name}", param="model",
+        raise BadRequest(f"model {runner.name} serves {served}, not {operation.capability}", param="model",
                          code="unsupported_operation")
     ticket = scheduler.acquire(runner)
     if ticket is not None:
         await _wait_turn(scheduler, ticket, req.receive)
     try:
-        await forward(services.upstream, runner, operation, body, rec, req.send, req.receive, req.headers)
+        await forward(services.upstream, runner, operation, body, rec, req.send, req.receive, req.headers,
+                      translation)
     finally:
         scheduler.release(runner)
 

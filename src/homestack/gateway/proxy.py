@@ -16,7 +16,7 @@ from ..errors import HomestackError, RunnerError, RunnerTimeout, ServiceUnavaila
 from ..observe import RequestRecord
 from ..runners.logs import REDACTED
 from .asgi import Headers, Receive, Send, send_response, wait_disconnect
-from .surfaces import Operation, Surface
+from .surfaces import Operation, StreamTranslator, Surface, Translation
 from .upstream import Response, UpstreamError, UpstreamPool, UpstreamTimeout
 
 # The end of a stream kept while relaying it: enough for the last events (usage,
@@ -57,16 +57,22 @@ async def forward(
     send: Send,
     receive: Receive,
     extra_headers: Headers,
+    translation: Translation | None = None,
 ) -> None:
+    """Send ``body`` to the operation's runner path, or, with a ``translation``, as chat completions."""
     surface = operation.surface
+    path = operation.upstream_path
+    if translation is not None:
+        body, path = translation.request(), translation.upstream_path
     try:
-        resp = await pool.request(b"POST", runner.base_url, operation.upstream_path, body, runner.upstream_headers)
+        resp = await pool.request(b"POST", runner.base_url, path, body, runner.upstream_headers)
     except _TRANSPORT_ERRORS as exc:
         raise _transport_error(runner, exc) from None
     rec.first_byte = time.perf_counter()
     try:
         if rec.stream and resp.status == 200:
-            await _relay_stream(resp, runner, surface, rec, send, receive, extra_headers)
+            await _relay_stream(resp, runner, surface, rec, send, receive, extra_headers,
+                                translation.stream() if translation is not None else None)
             return
         try:
             data = await resp.read()
@@ -78,6 +84,8 @@ async def forward(
             rec.outcome = f"runner:{error_type}"
             await send_response(send, resp.status, data, headers=extra_headers)
             return
+        if translation is not None:
+            data = translation.answer(data)
         surface.count_tokens(rec, data)
         await send_response(send, resp.status, data, resp.content_type, extra_headers)
     finally:
@@ -86,7 +94,7 @@ async def forward(
 
 async def _relay_stream(
     resp: Response, runner: Target, surface: Surface, rec: RequestRecord, send: Send, receive: Receive,
-    extra_headers: Headers,
+    extra_headers: Headers, translator: StreamTranslator | None,
 ) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + extra_headers})
     disconnected = asyncio.ensure_future(wait_disconnect(receive))
@@ -96,8 +104,11 @@ async def _relay_stream(
     window = b""
     try:
         async for chunk in resp.chunks():
+            if translator is not None:
+                chunk = translator.feed(chunk)
             if not window:  # time to first token: the first chunk of the body, not the headers
                 rec.first_byte = time.perf_counter()
+                surface.stream_started(rec, chunk)
             window = (window + chunk)[-_WINDOW:]
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
     except _TRANSPORT_ERRORS as exc:
@@ -107,6 +118,10 @@ async def _relay_stream(
     finally:
         client_gone = disconnected.done()
         disconnected.cancel()
+    if translator is not None and not client_gone and rec.outcome == "ok":
+        ending = translator.finish()  # the closing events, if the runner finished its stream
+        window = (window + ending)[-_WINDOW:]
+        await send({"type": "http.response.body", "body": ending, "more_body": True})
     finished = surface.stream_finished(window)
     if client_gone and not finished:  # a client that leaves after [DONE] has had it all
         rec.outcome = "client_disconnected"

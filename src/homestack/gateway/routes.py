@@ -18,7 +18,9 @@ from .context import Request, Services
 from .asgi import send_response
 from .inference import serve_model
 from .surfaces import Operation, Surface
+from .surfaces.anthropic import ANTHROPIC, COUNT_TOKENS, MESSAGES
 from .surfaces.openai import CHAT, COMPLETIONS, EMBEDDINGS, OPENAI
+from .surfaces.responses import RESPONSES, RESPONSES_SURFACE
 
 Handler = Callable[[Services, Request], Awaitable[None]]
 
@@ -43,6 +45,7 @@ def _model_route(path: str, operation: Operation) -> Route:
     return Route("POST", path, Role.INFERENCE, serve_model, operation, logged=True)
 
 
+SURFACES = (OPENAI, ANTHROPIC, RESPONSES_SURFACE)  # every API surface the table uses
 _KNOWLEDGE = "/v1/knowledge"
 _READ, _WRITE = Role.KNOWLEDGE_READ, Role.KNOWLEDGE_WRITE
 
@@ -53,6 +56,9 @@ def routes(metrics: bool = True, metrics_role: Role = Role.ANY) -> list[Route]:
         _model_route("/v1/chat/completions", CHAT),
         _model_route("/v1/completions", COMPLETIONS),
         _model_route("/v1/embeddings", EMBEDDINGS),
+        _model_route("/v1/messages", MESSAGES),
+        _model_route("/v1/messages/count_tokens", COUNT_TOKENS),
+        _model_route("/v1/responses", RESPONSES),
         Route("GET", "/v1/models", Role.INFERENCE, handlers.list_models),
         Route("GET", "/v1/models/{name}", Role.INFERENCE, handlers.get_model),
         Route("GET", "/health", Role.PUBLIC, handlers.health),
@@ -121,6 +127,14 @@ class RouteTable:
             if route.method in methods:
                 raise ValueError(f"route {route.method} {route.path} is listed twice")
             methods[route.method] = route
+
+    def surface_for(self, path: str) -> Surface:
+        """The error shape for a path no route takes: that of the longest route path it starts with."""
+        best, surface = -1, OPENAI
+        for fixed, methods in self._fixed.items():
+            if path.startswith(fixed) and len(fixed) > best:
+                best, surface = len(fixed), next(iter(methods.values())).surface
+        return surface
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         """The route for ``method`` and ``path`` and its path parameters; else NotFound or MethodNotAllowed."""

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import sys
 import time
 import traceback
 from collections import Counter
+from fnmatch import fnmatchcase
 from typing import Callable
 
 from ..config import FleetConfig
@@ -28,6 +30,8 @@ from ..planner import CapacityPlan, GpuProvider, build_plan, probe_devices
 from ..planner.devices import process_memory
 from ..runners import HealthProbe, Runner, State
 from ..runners.launch import plan_fleet
+
+_GLOB = re.compile(r"[*?\[]")
 from .decide import UNLOAD_DRAIN, decide
 from .entry import Entry, Ticket
 from .messages import (
@@ -51,6 +55,8 @@ class Scheduler:
         self.on_loaded: Callable[[str, float], None] | None = None  # (model, seconds), e.g. a histogram
         self._entries = {name: Entry(r, capacity.models[name]) for name, r in runners.items()}
         self._by_name = {alias: r for r in runners.values() for alias in (r.name, *r.spec.aliases)}
+        # Glob aliases (claude-*), tried in fleet-file order after exact names: agents' built-in model names.
+        self._globs = [(alias, r) for alias, r in self._by_name.items() if _GLOB.search(alias)]
         scheduling = fleet.scheduling
         self._settings = Settings(scheduling.queue_depth, scheduling.max_wait, scheduling.min_residency)
         self._queued = 0  # tickets in all queues: release() only feeds an event when someone waits
@@ -86,6 +92,8 @@ class Scheduler:
 
     def resolve(self, name: str) -> Runner:
         runner = self._by_name.get(name)
+        if runner is None:
+            runner = next((r for pattern, r in self._globs if fnmatchcase(name, pattern)), None)
         if runner is None:
             known = ", ".join(self.runners) or "(none)"
             raise ModelNotFound(f"model {name!r} does not exist; available models: {known}", param="model")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from ...errors import HomestackError
-from . import Operation, Surface
+from . import Operation, Surface, context_overflow, runner_error_fields
 
 if TYPE_CHECKING:
     from ...observe import RequestRecord
@@ -82,19 +82,12 @@ class OpenAISurface(Surface):
         return b"data: " + render_error(exc) + b"\n\n"
 
     def runner_error(self, status: int, data: bytes) -> tuple[bytes, str]:
-        try:
-            parsed = orjson.loads(data)
-            error = parsed.get("error") if isinstance(parsed, dict) else None
-        except orjson.JSONDecodeError:
-            error = None
-        if isinstance(error, dict):
-            message = error.get("message") or str(error)
-            type_ = error.get("type") or "runner_error"
-            code = error.get("code")
-            param = error.get("param")
-        else:
-            message = data.decode("utf-8", "replace").strip()[:500] or f"runner answered HTTP {status}"
-            type_, code, param = "runner_error", None, None
+        error = runner_error_fields(status, data)
+        message = error.get("message") or str(error)
+        type_ = error.get("type") or "runner_error"
+        code, param = error.get("code"), error.get("param")
+        if context_overflow(error) is not None:  # the code OpenAI's clients look for
+            type_, code, param = "invalid_request_error", "context_length_exceeded", "messages"
         return error_body(message, type_, param, None if code is None else str(code), "runner"), type_
 
 
@@ -141,6 +134,9 @@ EMBEDDINGS_SCHEMA = {
 }
 
 OPENAI = OpenAISurface()
-CHAT = Operation(OPENAI, "chat", "/chat/completions", "Chat completion (OpenAI)", CHAT_SCHEMA)
-COMPLETIONS = Operation(OPENAI, "text_completion", "/completions", "Text completion (OpenAI)", COMPLETIONS_SCHEMA)
-EMBEDDINGS = Operation(OPENAI, "embeddings", "/embeddings", "Embeddings (OpenAI)", EMBEDDINGS_SCHEMA)
+CHAT = Operation(OPENAI, "chat", "/chat/completions", "Chat completion (OpenAI)", CHAT_SCHEMA,
+                 max_tokens_field="max_tokens")
+COMPLETIONS = Operation(OPENAI, "text_completion", "/completions", "Text completion (OpenAI)", COMPLETIONS_SCHEMA,
+                        max_tokens_field="max_tokens", capability="text_completion")
+EMBEDDINGS = Operation(OPENAI, "embeddings", "/embeddings", "Embeddings (OpenAI)", EMBEDDINGS_SCHEMA,
+                       capability="embeddings")

@@ -70,6 +70,7 @@ class LlamaCpp(RunnerKind):
     config = LlamaCppModel
     metrics_path = "/metrics"
     gpu = True
+    serves = RunnerKind.serves | {"/messages", "/messages/count_tokens"}
 
     def plan(self, name: str, spec: LlamaCppModel, fleet: FleetSettings) -> LaunchPlan:
         model_ref = checked_model(name, spec.model)
@@ -92,6 +93,10 @@ class LlamaCpp(RunnerKind):
         estimate = estimate_llama_cpp(spec, path, data_dir / "cache", gpus=1)
         # The runner sees only this GPU (as its device 0): name it by its real index.
         return MemoryEstimate({gpu.id if d == "gpu0" else d: c for d, c in estimate.devices.items()})
+
+    def context_tokens(self, spec: LlamaCppModel) -> int | None:
+        # Each of the parallel slots holds an equal share of --ctx-size.
+        return None if spec.ctx_size is None else spec.ctx_size // spec.parallel
 
     def slots(self, spec: LlamaCppModel) -> int:
         return spec.parallel
