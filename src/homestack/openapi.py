@@ -25,11 +25,12 @@ class ApiOperation:
     body: dict[str, Any] | None = None  # the JSON schema of the request body
     query: tuple[tuple[str, dict[str, Any]], ...] = ()  # (name, schema) of optional query parameters
     body_type: str = "application/json"
+    errors: str = "Error"  # the name of its error shape among the document's error schemas
 
 
-def document(title: str, version: str, operations: Iterable[ApiOperation], error_schema: dict[str, Any],
+def document(title: str, version: str, operations: Iterable[ApiOperation], error_schemas: dict[str, dict[str, Any]],
              description: str = "") -> dict[str, Any]:
-    """The OpenAPI 3.1 document for ``operations``; every error answer has ``error_schema``'s shape."""
+    """The OpenAPI 3.1 document for ``operations``; each one's errors have the shape it names in ``error_schemas``."""
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
         if op.method == "HEAD":  # the same route as its GET, without a body
@@ -41,11 +42,11 @@ def document(title: str, version: str, operations: Iterable[ApiOperation], error
         "paths": paths,
         "components": {
             "securitySchemes": _BEARER,
-            "schemas": {"Error": error_schema},
-            "responses": {"Error": {
+            "schemas": error_schemas,
+            "responses": {name: {
                 "description": "An error, in the API's error shape",
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-            }},
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
+            } for name in error_schemas},
         },
         "security": [{"bearer": []}],
     }
@@ -60,7 +61,7 @@ def _operation(op: ApiOperation) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "summary": op.summary,
         "operationId": f"{op.method.lower()}{re.sub(r'[^A-Za-z0-9]+', '_', op.path)}".rstrip("_"),
-        "responses": {"2XX": {"description": "Success"}, "default": {"$ref": "#/components/responses/Error"}},
+        "responses": {"2XX": {"description": "Success"}, "default": {"$ref": f"#/components/responses/{op.errors}"}},
     }
     if parameters:
         spec["parameters"] = parameters

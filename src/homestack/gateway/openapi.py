@@ -34,14 +34,16 @@ _SUMMARIES = {
 }
 
 
-def describe(routes: Iterable[Any], models: list[str]) -> bytes:
-    """The OpenAPI 3.1 document of ``routes`` (gateway Route rows) as JSON."""
+def describe(routes: Iterable[Any], surfaces: Iterable[Any], models: list[str]) -> bytes:
+    """The OpenAPI 3.1 document of ``routes`` (gateway Route rows, over ``surfaces``) as JSON."""
+    errors = {_error_name(s): s.error_schema for s in surfaces}
     rows = []
     for route in routes:
         public = route.role is Role.PUBLIC
         if route.operation is not None:
             schema = _with_model_examples(route.operation.schema, models)
-            rows.append(ApiOperation(route.method, route.path, route.operation.summary, public, schema))
+            rows.append(ApiOperation(route.method, route.path, route.operation.summary, public, schema,
+                                     errors=_error_name(route.surface)))
         elif route.path.startswith(KNOWLEDGE_PREFIX + "/"):
             op = KNOWLEDGE[route.method, route.path.removeprefix(KNOWLEDGE_PREFIX)]
             rows.append(ApiOperation(route.method, route.path, op.summary, public, op.body, op.query, op.body_type))
@@ -49,9 +51,14 @@ def describe(routes: Iterable[Any], models: list[str]) -> bytes:
             rows.append(ApiOperation(route.method, route.path, _SUMMARIES.get(route.path, ""), public,
                                      query=_QUERY.get(route.path, ())))
     return orjson.dumps(document(
-        "homestack gateway", "1", rows, ERROR_SCHEMA,
+        "homestack gateway", "1", rows, errors,
         "An OpenAI-compatible gateway over local model runners; the knowledge service under /v1/knowledge.",
     ))
+
+
+def _error_name(surface: Any) -> str:
+    """The error shape's name in the document: surfaces that share a shape share its name."""
+    return "Error" if surface.error_schema is ERROR_SCHEMA else surface.name.capitalize() + "Error"
 
 
 def _with_model_examples(schema: dict[str, Any], models: list[str]) -> dict[str, Any]:

@@ -97,7 +97,7 @@ def routes(metrics: bool = True, metrics_role: Role = Role.ANY) -> list[Route]:
 async def _openapi(services: Services, req: Request) -> None:
     """The API described from this very table (see gateway/openapi.py)."""
     table = routes(metrics=services.metrics is not None)
-    body = openapi.describe(table, list(services.scheduler.runners))
+    body = openapi.describe(table, SURFACES, list(services.scheduler.runners))
     await send_response(req.send, 200, body, headers=req.headers)
 
 

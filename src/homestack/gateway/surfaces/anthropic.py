@@ -57,8 +57,15 @@ def _check_messages(messages: Any) -> None:
                              param="messages")
 
 
+ERROR_SCHEMA = {"type": "object", "required": ["type", "error"], "properties": {
+    "type": {"const": "error"},
+    "error": {"type": "object", "required": ["type", "message"],
+              "properties": {"type": {"type": "string"}, "message": {"type": "string"}}}}}
+
+
 class AnthropicSurface(Surface):
     name = "anthropic"
+    error_schema = ERROR_SCHEMA
     api_key_header = b"x-api-key"
 
     def parse(self, body: bytes, operation: Operation) -> dict[str, Any]:

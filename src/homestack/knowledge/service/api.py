@@ -71,4 +71,4 @@ def service_document() -> dict:
     health = ApiOperation("GET", "/health", "Liveness", public=True)
     rows = [health] + [ApiOperation(op.method, PREFIX + op.path, op.summary, op.public, op.body, op.query, op.body_type)
                        for op in OPERATIONS]
-    return document("homestack knowledge service", "1", rows, ERROR_SCHEMA)
+    return document("homestack knowledge service", "1", rows, {"Error": ERROR_SCHEMA})
