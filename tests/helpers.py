@@ -19,6 +19,7 @@ import pytest
 from harness import ServerProcess, wait_until
 
 TESTS = Path(__file__).parent
+FAKE_GPUS = TESTS / "fake_gpus"  # a fake pynvml: a fake NVIDIA host for every process that finds it first
 
 
 class GatewayProcess(ServerProcess):
