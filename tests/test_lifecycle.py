@@ -134,6 +134,8 @@ def test_a_runner_that_cannot_start_is_502_with_its_log(gateway_factory):
     assert error["source"] == "runner" and "failed to start" in error["message"]
     assert "--no-such-flag" in error["message"]  # llama-server's own complaint, from its log
     assert not gw.running()
+    scrape = httpx.get(gw.url + "/metrics", timeout=30).text
+    assert metric(scrape, "homestack_model_load_failures_total", model="broken", reason="error") == 1
 
 
 def test_a_file_that_is_not_gguf_is_named_at_start_up(gateway_factory, tmp_path):
