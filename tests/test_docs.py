@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,30 @@ def test_quickstart_is_exactly_two_make_commands_that_exist():
     for target in ("serve", "test", "bench"):
         assert re.search(rf"^{target}:", makefile, re.MULTILINE)
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize("host, build", [
+    ({}, "CPU build: no NVIDIA GPU found"),
+    ({"nvidia-smi": "echo 'GPU 0: Fake (UUID: GPU-0)'"}, "CPU build: an NVIDIA GPU is present but not the CUDA toolkit"),
+    ({"nvidia-smi": "echo 'GPU 0: Fake (UUID: GPU-0)'", "nvcc": "true"}, "CUDA build (-DGGML_CUDA=ON)"),
+])
+def test_make_builds_llama_server_for_the_gpu_when_it_can_and_says_which(tmp_path, host, build):
+    # Fake nvidia-smi and nvcc on a PATH that hides the machine's own (make -n: nothing runs).
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("sh", "grep", "ls", "echo", "true"):
+        (bin_dir / name).symlink_to(shutil.which(name))
+    for name, script in host.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{script}\n")
+        (bin_dir / name).chmod(0o755)
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "CUDA_HOME": str(tmp_path / "no-cuda")}
+    make = shutil.which("make")
+    dry = subprocess.run([make, "-n", "-B", "install"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert f"llama-server: {build}" in dry.stdout, dry.stdout + dry.stderr
+    cmake_args = subprocess.run([make, "-p", "-n", "install"], cwd=ROOT, env=env, capture_output=True, text=True,
+                                timeout=60).stdout
+    line = next(line for line in cmake_args.splitlines() if line.startswith("CMAKE_ARGS"))
+    assert "-DGGML_NATIVE=OFF" in line and ("-DGGML_CUDA=ON" in line) == ("CUDA build" in build)
 
 
 def test_every_cli_command_in_the_readme_exists():
