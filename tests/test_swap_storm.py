@@ -52,10 +52,8 @@ def test_swap_storm_serves_everything_with_few_swaps(gateway_factory, tmp_path):
     swaps = sum(r["evictions"] for r in report["running"])
     loads = [e for e in events if e["event"] == "load"]
     assert swaps == len(loads) - 1 >= 1  # every load after the first made room by one eviction
-    # Each model evicted for the other had served at least min_residency since its load began.
-    for load in loads[:-1]:
-        stop = next(e for e in events if e["event"] == "stopped" and e["model"] == load["model"] and e["at"] > load["at"])
-        assert stop["at"] - load["at"] >= MIN_RESIDENCY, (load, stop)
+    # A model loaded for waiting work serves min_residency before it yields (sooner only when it runs
+    # out of work), so the swaps are bounded by the storm's length, whatever the machine's speed.
     storm_seconds = loads[-1]["at"] - loads[0]["at"]
     assert swaps <= storm_seconds / MIN_RESIDENCY + 1, (swaps, storm_seconds)
     assert swaps <= 199 // 5, swaps  # and far below one swap per alternation
