@@ -65,8 +65,15 @@ def test_search_filters_and_threshold(service, docs):
 
 
 def test_cli_search_prints_citations(service, docs):
+    _, files, _ = docs
     out = service.kb("search", "sourdough starter", "-c", "docs", "-k", "1").stdout
     assert "bread.html, Sourdough bread" in out and "starter of flour" in out
+    # The README's filters from the CLI: --source narrows to one file, --tag to tagged chunks.
+    hits = json.loads(service.kb("search", "sourdough starter", "-c", "docs", "--mode", "hybrid",
+                                 "--source", str(files["markdown"]), "--json").stdout)
+    assert hits and {h["source"] for h in hits} == {str(files["markdown"])}
+    none = json.loads(service.kb("search", "sourdough starter", "-c", "docs", "--tag", "nope", "--json").stdout)
+    assert none == []
 
 
 @pytest.mark.parametrize("method, path, body, status, code", [

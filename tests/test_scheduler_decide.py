@@ -214,3 +214,8 @@ def test_counted_reasons_are_the_one_list():
                 assert action.kind in COUNTER_REASONS["evicted"], action
             elif isinstance(action, StartLoad):
                 assert action.cause in COUNTER_REASONS["loaded"], action
+
+
+def test_unload_gives_in_flight_requests_the_readmes_30_seconds():
+    (evict,) = decide(fleet(m("a", state=READY)), AdminUnload("a"), 10.0)
+    assert evict.drain == UNLOAD_DRAIN == 30

@@ -39,6 +39,10 @@ class Memory(_Strict):
         None, gt=0, description="Cap on the RAM runners may hold, whatever the machine has (e.g. 600MiB)."
     )
     gpu_budget: ByteSize | None = Field(None, gt=0, description="Cap on the memory runners may hold on each GPU.")
+    gpus: bool = Field(
+        True, description="Plan models on the NVIDIA GPUs NVML finds; false: every model on the CPU, GPUs hidden "
+        "from runners (CUDA_VISIBLE_DEVICES empty), so cpu_budget is the budget on any machine.",
+    )
 
 
 class Scheduling(_Strict):

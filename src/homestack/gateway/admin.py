@@ -21,7 +21,8 @@ async def running(services: Services, req: Request) -> None:
         {"event": event, "model": model, "reason": reason, "count": count}
         for (event, model, reason), count in scheduler.counters.items()
     ]
-    body = orjson.dumps({"running": scheduler.running(everything), "counters": counters})
+    events = [{"at": at, "event": event, "model": model} for at, event, model in scheduler.events]
+    body = orjson.dumps({"running": scheduler.running(everything), "counters": counters, "events": events})
     await send_response(req.send, 200, body, headers=req.headers)
 
 

@@ -20,7 +20,7 @@ import re
 import sys
 import time
 import traceback
-from collections import Counter
+from collections import Counter, deque
 from fnmatch import fnmatchcase
 from typing import Callable
 
@@ -43,6 +43,7 @@ from .state import FleetState, Settings
 
 _TICK = 0.25  # seconds between passes when nothing wakes the task (TTL, max_wait, min_residency)
 _SAMPLE_EVERY = 2.0  # seconds between resident-memory samples
+_EVENT_LOG = 512  # residency events kept: enough for a test or an operator to replay recent swaps
 
 
 class Scheduler:
@@ -52,6 +53,9 @@ class Scheduler:
         self.capacity = capacity
         # (event, model, reason) -> count; the events and reasons are state.COUNTER_REASONS
         self.counters: Counter[tuple[str, str, str]] = Counter()
+        # (monotonic seconds, "load" | "stopped", model): when a runner began to hold memory and when it
+        # stopped; replayed, it says which models were ever resident together.
+        self.events: deque[tuple[float, str, str]] = deque(maxlen=_EVENT_LOG)
         self.on_loaded: Callable[[str, float], None] | None = None  # (model, seconds), e.g. a histogram
         self._entries = {name: Entry(r, capacity.models[name]) for name, r in runners.items()}
         self._by_name = {alias: r for r in runners.values() for alias in (r.name, *r.spec.aliases)}
@@ -233,11 +237,13 @@ class Scheduler:
     def _start_load(self, action: StartLoad) -> None:
         entry = self._entries[action.model]
         entry.runner.cancel_requested = False
+        self.events.append((time.monotonic(), "load", action.model))
         entry.load_task = self._spawn(self._load(entry, action.cause))
 
     async def _load(self, entry: Entry, cause: str) -> None:
         runner = entry.runner
         if runner.cancel_requested:  # every request left before the load began
+            self.events.append((time.monotonic(), "stopped", entry.name))
             entry.load_task = None
             self._wakeup.set()
             return
@@ -342,6 +348,7 @@ class Scheduler:
 
     def _runner_stopped(self, runner: Runner, reason: str | None) -> None:
         self._entries[runner.name].measured = None
+        self.events.append((time.monotonic(), "stopped", runner.name))
         exited = reason if reason and reason.startswith("exited") else None
         self._feed(RunnerStopped(runner.name, exited))
 

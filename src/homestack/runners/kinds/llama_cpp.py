@@ -92,7 +92,8 @@ class LlamaCpp(RunnerKind):
             return estimate_llama_cpp(spec, path, data_dir / "cache")
         estimate = estimate_llama_cpp(spec, path, data_dir / "cache", gpus=1)
         # The runner sees only this GPU (as its device 0): name it by its real index.
-        return MemoryEstimate({gpu.id if d == "gpu0" else d: c for d, c in estimate.devices.items()})
+        devices = {gpu.id if d == "gpu0" else d: c for d, c in estimate.devices.items()}
+        return MemoryEstimate(devices, estimate.layers, estimate.gpu_layers)
 
     def context_tokens(self, spec: LlamaCppModel) -> int | None:
         # Each of the parallel slots holds an equal share of --ctx-size.
