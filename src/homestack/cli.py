@@ -47,7 +47,8 @@ def _capacity(config: str | None):
 
 def _check(args: argparse.Namespace) -> None:
     fleet, _ = _capacity(args.file)
-    print(f"{args.file}: ok ({len(fleet.models)} models: {', '.join(fleet.models) or 'none'})")
+    routes = f"; {len(fleet.routes)} routes: {', '.join(fleet.routes)}" if fleet.routes else ""
+    print(f"{args.file}: ok ({len(fleet.models)} models: {', '.join(fleet.models) or 'none'}{routes})")
 
 
 def _plan(args: argparse.Namespace) -> None:
