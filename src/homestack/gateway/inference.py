@@ -95,6 +95,7 @@ async def _serve_targets(services: Services, req: Request, runners: list[Runner]
             if index == last:
                 raise
             req.record.fell_back_from.append(runner.name)
+            req.record.status, req.record.outcome = 200, "ok"  # what the next target's answer makes them
             runner.log.write(f"[homestack] request {req.record.request_id} for route {req.record.route}: "
                              f"trying {runners[index + 1].name} instead: {exc.message}")
 
