@@ -69,7 +69,7 @@ def _users_on(target: str, n: int) -> list[str]:
 
 def test_killed_target_falls_back_and_a_started_stream_ends_with_an_error_event(gw):
     users = _users_on(SMOL, 7)
-    with gw.http() as client:
+    with httpx.Client(base_url=gw.url, timeout=600) as client:
         assert _chat(client, users[0]).headers["x-homestack-model"] == SMOL
         # Killed before requests arrive: the next requests are served all the same.
         os.kill(gw.running()[SMOL]["pid"], signal.SIGKILL)
@@ -77,13 +77,14 @@ def test_killed_target_falls_back_and_a_started_stream_ends_with_an_error_event(
         assert [_chat(client, u).status_code for u in users[:3]] == [200] * 3
         pid = gw.running()[SMOL]["pid"]
         long = {"max_tokens": 400, "ignore_eos": True, "messages": [{"role": "user", "content": "Tell a story."}]}
+        short = {**long, "max_tokens": 60}
         # Killed while one stream runs, another request is answered and more wait in the queue.
         results: list[httpx.Response] = []
         with client.stream("POST", "/v1/chat/completions",
                            json={"model": "chat", "user": users[0], "stream": True, **long}) as stream:
             lines = stream.iter_lines()
             assert next(line for line in lines if line.startswith("data: "))
-            threads = [threading.Thread(target=lambda u=u: results.append(_chat(client, u, **long))) for u in users[1:]]
+            threads = [threading.Thread(target=lambda u=u: results.append(_chat(client, u, **short))) for u in users[1:]]
             for t in threads:
                 t.start()
             wait_until(lambda: gw.running()[SMOL]["queue"] >= 3, 30, message="requests queued")
