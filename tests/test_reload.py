@@ -12,7 +12,6 @@ import time
 from collections import Counter
 
 import httpx
-import pytest
 
 from helpers import TESTS, GatewayProcess, wait_until
 
@@ -22,7 +21,8 @@ def _fake(name: str, extra: str = "") -> str:
     return f"  {name}: {{runner: command, command: {command}, ttl: 0{extra}}}"
 
 
-def _fleet(weights: str = "{a: 1, b: 1}", c_extra: str = "", with_d: bool = True, route_extra: str = "") -> str:
+def _fleet(weights: str = "{a: 1, b: 1}", c_extra: str = "", with_d: bool = True,
+           route_extra: str = "") -> str:
     models = [_fake("a"), _fake("b"), _fake("c", c_extra)] + ([_fake("d")] if with_d else [])
     return "\n".join(["models:", *models, "routes:", f"  chat: {{targets: {weights}, sticky: none{route_extra}}}"]) + "\n"
 

@@ -84,7 +84,8 @@ def test_killed_target_falls_back_and_a_started_stream_ends_with_an_error_event(
                            json={"model": "chat", "user": users[0], "stream": True, **long}) as stream:
             lines = stream.iter_lines()
             assert next(line for line in lines if line.startswith("data: "))
-            threads = [threading.Thread(target=lambda u=u: results.append(_chat(client, u, **short))) for u in users[1:]]
+            threads = [threading.Thread(target=lambda u=u: results.append(_chat(client, u, **short)))
+                       for u in users[1:]]
             for t in threads:
                 t.start()
             wait_until(lambda: gw.running()[SMOL]["queue"] >= 3, 30, message="requests queued")

@@ -35,7 +35,8 @@ class RouteSpec(BaseModel):
         "header:NAME, or none.",
     )
     fallbacks: list[str] = Field(
-        default_factory=list, description="Tried in order when the chosen target cannot serve and nothing was sent yet.",
+        default_factory=list,
+        description="Tried in order when the chosen target cannot serve and nothing was sent yet.",
     )
 
     @field_validator("targets")
@@ -57,7 +58,8 @@ class RouteSpec(BaseModel):
 
     def names(self) -> list[tuple[str, str]]:
         """(dotted key below the route, name) of every target and fallback."""
-        return [(f"targets.{t}", t) for t in self.targets] + [(f"fallbacks.{i}", f) for i, f in enumerate(self.fallbacks)]
+        fallbacks = [(f"fallbacks.{i}", f) for i, f in enumerate(self.fallbacks)]
+        return [(f"targets.{t}", t) for t in self.targets] + fallbacks
 
 
 def check_routes(routes: Mapping[str, RouteSpec], models: Collection[str]) -> None:

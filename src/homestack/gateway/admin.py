@@ -50,7 +50,8 @@ async def reload(services: Services, req: Request) -> None:
     try:
         result = await reload_fleet(services)
     except ConfigError as exc:  # the client's file is wrong, not the gateway
-        raise BadRequest(f"{exc.message}\n(the gateway keeps serving the fleet it had)", code="invalid_config") from None
+        raise BadRequest(f"{exc.message}\n(the gateway keeps serving the fleet it had)",
+                         code="invalid_config") from None
     await send_response(req.send, 200, orjson.dumps(result), headers=req.headers)
 
 

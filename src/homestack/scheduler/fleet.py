@@ -149,7 +149,8 @@ class Scheduler:
         """The new fleet's plans; a ConfigError if they do not work. Blocking work: run it in a thread."""
         return _plan(fleet, source, self.gpus)
 
-    def reconfigure(self, fleet: FleetConfig, planned: tuple[CapacityPlan, dict[str, LaunchPlan]]) -> dict[str, list[str]]:
+    def reconfigure(self, fleet: FleetConfig,
+                    planned: tuple[CapacityPlan, dict[str, LaunchPlan]]) -> dict[str, list[str]]:
         """Take a new fleet (planned by ``plan``): unchanged models keep their runners, queues and requests;
         changed ones drain and start again with the new settings; removed ones drain and stop; new ones
         are added."""
