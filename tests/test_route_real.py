@@ -58,8 +58,9 @@ def test_400_requests_from_40_callers_split_by_weight_and_each_caller_stays(gw):
     per_target = Counter(pick("chat", ROUTE, u) for u in callers)
     sd = math.sqrt(40 * 0.9 * 0.1)
     assert abs(per_target[SMOL] - 36) <= 3 * sd, per_target
-    log = [e for e in gw.request_log() if e["route"] == "chat"]
-    assert len(log) >= 400 and {e["runner"] for e in log} == set(per_target)
+    log = wait_until(lambda: len(found := [e for e in gw.request_log() if e["route"] == "chat"]) >= 400 and found,
+                     10, message="400 log lines")  # each is written just after its answer
+    assert {e["runner"] for e in log} == set(per_target)
     print(f"\n400 requests, 40 callers: {dict(per_target)} callers per target, 0 failed, {elapsed:.1f} s")
 
 
