@@ -57,7 +57,8 @@ def _check(args: argparse.Namespace) -> None:
         print(f"homestack: warning: models.{name}: planned on {plan.device}, but {binary} is a CPU-only build "
               "(--list-devices lists no GPU); install the CUDA toolkit and run make again (it then builds with "
               "-DGGML_CUDA=ON), or set llama_server to a CUDA build", file=sys.stderr)
-    print(f"{args.file}: ok ({len(fleet.models)} models: {', '.join(fleet.models) or 'none'})")
+    routes = f"; {len(fleet.routes)} routes: {', '.join(fleet.routes)}" if fleet.routes else ""
+    print(f"{args.file}: ok ({len(fleet.models)} models: {', '.join(fleet.models) or 'none'}{routes})")
 
 
 def _plan(args: argparse.Namespace) -> None:
@@ -207,6 +208,12 @@ def _unload(args: argparse.Namespace) -> None:
     print(f"{info['name']}: {info['state']}")
 
 
+def _reload(args: argparse.Namespace) -> None:
+    from .gateway.reload import summary
+
+    print(f"reloaded {summary(_client(args).json('POST', '/admin/reload'))}")
+
+
 def _logs(args: argparse.Namespace) -> None:
     client = _client(args)
     path = f"/admin/logs/{args.name}?lines={args.lines}"
@@ -263,6 +270,7 @@ def _parser() -> argparse.ArgumentParser:
         ("load", _load, "Load a model and wait until it is ready."),
         ("unload", _unload, "Unload a model."),
         ("logs", _logs, "Show a model's runner log."),
+        ("reload", _reload, "Re-read the gateway's fleet file and apply what changed (as SIGHUP does)."),
     ):
         p = command(name, func, help)
         p.add_argument("--url", help="gateway URL (default $HOMESTACK_URL or http://127.0.0.1:8080)")

@@ -13,6 +13,7 @@ from ..runners.kinds import KINDS, KindConfig, RunnerKind
 from ..sizes import ByteSize
 from .deploy import Deploy
 from .keys import KeySpec
+from .routes import RouteSpec, check_routes
 
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 
@@ -159,6 +160,10 @@ class FleetConfig(_Strict):
     groups: dict[Annotated[str, Field(pattern=_NAME_PATTERN)], Group] = Field(
         default_factory=dict, description="Named sets of models that must never be loaded together."
     )
+    routes: dict[Annotated[str, Field(pattern=_NAME_PATTERN)], RouteSpec] = Field(
+        default_factory=dict, description="Virtual models: a name clients use, split by weight over models or "
+        "other routes, with fallbacks.",
+    )
 
     @field_validator("groups")
     @classmethod
@@ -169,6 +174,13 @@ class FleetConfig(_Strict):
                 if member not in models:
                     raise ValueError(f"group {name!r} lists unknown model {member!r}; models: {', '.join(models)}")
         return groups
+
+    @field_validator("routes")
+    @classmethod
+    def _routes_name_targets(cls, routes: dict[str, RouteSpec], info: ValidationInfo) -> dict[str, RouteSpec]:
+        models = info.data.get("models", {})
+        check_routes(routes, {alias for name, m in models.items() for alias in (name, *m.aliases)})
+        return routes
 
     @field_validator("tls_cert", "tls_key")
     @classmethod

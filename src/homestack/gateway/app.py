@@ -6,7 +6,9 @@ routes write one request log line each, whatever happened.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import sys
 import time
 import traceback
@@ -22,6 +24,7 @@ from ..keys import Key, KeyRing, Role
 from .auth import Auth
 from .context import KnowledgeTarget, Request, Services
 from .knowledge import KnowledgeSupervisor, new_token, token_header
+from .reload import on_hangup
 from .routes import SURFACES, RouteTable, routes
 from .surfaces import Surface
 from .surfaces.openai import OPENAI
@@ -33,7 +36,7 @@ _KEY_HEADERS = frozenset(s.api_key_header for s in SURFACES if s.api_key_header 
 
 class GatewayApp:
     def __init__(self, fleet: FleetConfig, scheduler: Scheduler, request_log: RequestLog | None = None,
-                 knowledge_url: str | None = None):
+                 knowledge_url: str | None = None, fleet_file: str | None = None):
         request_log = request_log or RequestLog()
         metrics = Metrics(scheduler) if fleet.metrics else None
         if metrics is not None:
@@ -56,10 +59,12 @@ class GatewayApp:
             if knowledge_url else None,
             created=int(time.time()),
             auth=self.auth,
+            fleet_file=fleet_file,
         )
         self.routes = RouteTable(routes(metrics=metrics is not None, metrics_role=Role(fleet.metrics_access)))
         self.supervisor: KnowledgeSupervisor | None = None
         self.on_started: Callable[[], None] | None = None  # e.g. print the banner
+        self.reload_on_hangup = False  # SIGHUP reloads the fleet file (the served gateway; not in-process tests)
 
     @property
     def scheduler(self) -> Scheduler:
@@ -78,6 +83,8 @@ class GatewayApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await services.scheduler.start(services.upstream.status)
+                if self.reload_on_hangup:
+                    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_hangup, services)
                 if self.supervisor is not None:
                     self.supervisor.start()
                 if self.on_started is not None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from ..config import FleetConfig
 from ..observe import RequestLog, RequestRecord
@@ -41,6 +42,9 @@ class Services:
     knowledge_target: KnowledgeTarget | None
     created: int  # the "created" time /v1/models reports
     auth: "Auth"
+    fleet_file: str | None = None  # what a reload reads (None: the embedded default fleet)
+    reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    background: set[asyncio.Task[Any]] = field(default_factory=set)  # tasks nobody awaits (a SIGHUP's reload)
 
 
 class Request:

@@ -26,11 +26,16 @@ async def list_models(services: Services, req: Request) -> None:
     key = req.key
     data = [_model(services, r) for r in services.scheduler.runners.values()
             if key is None or key.may_use(r.name, *r.spec.aliases)]
+    data += [_route(services, name) for name in services.fleet.routes if key is None or key.may_route(name)]
     await send_response(req.send, 200, orjson.dumps({"object": "list", "data": data}), headers=req.headers)
 
 
 async def get_model(services: Services, req: Request) -> None:
     name = req.params["name"]
+    if name in services.fleet.routes:
+        services.auth.scope_route(req.key, name)
+        await send_response(req.send, 200, orjson.dumps(_route(services, name)), headers=req.headers)
+        return
     try:
         runner = services.scheduler.resolve(name)
     except ModelNotFound:
@@ -72,4 +77,17 @@ def _model(services: Services, runner: Runner) -> dict[str, Any]:
         "aliases": list(runner.spec.aliases),
         "runner": runner.kind,
         "state": runner.state.value,
+    }
+
+
+def _route(services: Services, name: str) -> dict[str, Any]:
+    """A route (virtual model), marked as one: its weights, fallbacks and what keeps a caller on a target."""
+    route = services.fleet.routes[name]
+    return {
+        "id": name,
+        "object": "model",
+        "created": services.created,
+        "owned_by": "homestack",
+        "runner": "route",
+        "route": {"targets": route.targets, "fallbacks": route.fallbacks, "sticky": route.sticky},
     }

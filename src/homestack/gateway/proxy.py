@@ -58,8 +58,11 @@ async def forward(
     receive: Receive,
     extra_headers: Headers,
     translation: Translation | None = None,
+    fallback: bool = False,
 ) -> None:
-    """Send ``body`` to the operation's runner path, or, with a ``translation``, as chat completions."""
+    """Send ``body`` to the operation's runner path, or, with a ``translation``, as chat completions, and
+    relay the answer. With ``fallback`` (another target would be tried), an answer worth trying elsewhere
+    raises RunnerError instead of going to the client."""
     surface = operation.surface
     path = operation.upstream_path
     if translation is not None:
@@ -79,6 +82,8 @@ async def forward(
         except _TRANSPORT_ERRORS as exc:
             raise _transport_error(runner, exc) from None
         rec.status = resp.status
+        if fallback and _worth_another(resp.status, data):
+            raise RunnerError(f"model {runner.name!r} answered {resp.status}")
         if resp.status >= 400:
             data, error_type = surface.runner_error(resp.status, _redacted(data, runner.secrets))
             rec.outcome = f"runner:{error_type}"
@@ -90,6 +95,11 @@ async def forward(
         await send_response(send, resp.status, data, resp.content_type, extra_headers)
     finally:
         resp.close()
+
+
+def _worth_another(status: int, data: bytes) -> bool:
+    """The runner failed or is overloaded, or the prompt does not fit its context (llama-server's 400)."""
+    return status >= 500 or status == 429 or (status == 400 and b"exceed_context_size_error" in data)
 
 
 async def _relay_stream(

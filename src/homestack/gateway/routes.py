@@ -77,6 +77,7 @@ def routes(metrics: bool = True, metrics_role: Role = Role.ANY) -> list[Route]:
         Route("POST", "/admin/models/{name}/load", Role.ADMIN, admin.load),
         Route("POST", "/admin/models/{name}/unload", Role.ADMIN, admin.unload),
         Route("GET", "/admin/logs/{name}", Role.ADMIN, admin.logs),
+        Route("POST", "/admin/reload", Role.ADMIN, admin.reload),
         # The knowledge service's API, relayed unchanged: reads need knowledge-read; writes, backups
         # (every document's text) and restores knowledge-write.
         *(Route(method, _KNOWLEDGE + path, role, knowledge.relay) for method, path, role in (

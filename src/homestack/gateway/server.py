@@ -60,7 +60,8 @@ def serve(fleet: FleetConfig, config: str | None, no_auth: bool = False) -> None
     knowledge = fleet.knowledge
     knowledge_port = (knowledge.port or free_port()) if knowledge.enabled else None
     knowledge_url = f"http://{knowledge.host}:{knowledge_port}" if knowledge_port else None
-    gateway = GatewayApp(fleet, scheduler, knowledge_url=knowledge_url)
+    gateway = GatewayApp(fleet, scheduler, knowledge_url=knowledge_url, fleet_file=config)
+    gateway.reload_on_hangup = True
     sock = bind(fleet.host, fleet.port)
     host = sock.getsockname()[0]
     url = url_of(sock, "https" if fleet.tls_cert else "http")

@@ -58,6 +58,10 @@ class Key:
         """Whether the key's model globs match any of ``names`` (a model's name and its aliases)."""
         return any(fnmatchcase(name, pattern) for name in names for pattern in self.models)
 
+    def may_route(self, route: str) -> bool:
+        """Whether the key's route globs match ``route`` (a virtual model)."""
+        return any(fnmatchcase(route, pattern) for pattern in self.routes)
+
     def expired(self, now: datetime | None = None) -> bool:
         return self.expires is not None and (now or datetime.now(timezone.utc)) >= _aware(self.expires)
 

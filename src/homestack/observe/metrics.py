@@ -56,12 +56,17 @@ class Metrics:
         self.key_tokens = CounterSeries("homestack_key_tokens", "Tokens used by API key name, input and output.",
                                         ("key", "type"))
         self.key_rejections = CounterSeries("homestack_key_rejections", "Requests refused by API key name and "
-                                            "reason (role, model, rpm, tpm, concurrency, expired, invalid).",
+                                            "reason (role, model, route, rpm, tpm, concurrency, expired, invalid).",
                                             ("key", "reason"))
+        self.route_requests = CounterSeries("homestack_route_requests", "Requests to a route (virtual model) by "
+                                            "the target that served and HTTP status.", ("route", "target", "status"))
+        self.route_fallbacks = CounterSeries("homestack_route_fallbacks", "A route's targets that could not serve "
+                                             "a request, which then went to the next.", ("route", "target"))
         self.load_duration = HistogramSeries("homestack_model_load_duration_seconds",
                                              "Seconds from starting a runner to ready.", ("model",), _LOAD_BUCKETS)
         self._series = (self.ttft, self.tpot, self.duration, self.tokens, self.requests, self.key_requests,
-                        self.key_tokens, self.key_rejections, self.load_duration)
+                        self.key_tokens, self.key_rejections, self.route_requests, self.route_fallbacks,
+                        self.load_duration)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         self.registry.register(_FleetCollector(scheduler, scheduler.gpus))
@@ -94,6 +99,10 @@ class Metrics:
         if children is None:
             children = self._children[key] = self._label(model, operation, error)
         self.requests.inc(model, str(rec.status))
+        if rec.route:  # a name from the fleet file, never the client's text
+            self.route_requests.inc(rec.route, model, str(rec.status))
+            for target in rec.fell_back_from:
+                self.route_fallbacks.inc(rec.route, target)
         if rec.key:
             self.key_requests.inc(rec.key)
             if rec.tokens_in:

@@ -23,6 +23,7 @@ class RequestRecord:
     __slots__ = (
         "request_id", "method", "path", "model", "runner", "runner_kind", "runner_version",
         "stream", "status", "outcome", "started", "first_byte", "tokens_in", "tokens_out", "key",
+        "route", "fell_back_from",
     )
 
     def __init__(self, request_id: str, method: str, path: str):
@@ -41,6 +42,8 @@ class RequestRecord:
         self.tokens_in: int | None = None
         self.tokens_out: int | None = None
         self.key: str | None = None  # the API key's name, when keys are configured
+        self.route: str | None = None  # the route (virtual model) asked for; ``runner`` is the target that served
+        self.fell_back_from: list[str] = []  # a route's targets that could not serve it, in order
 
 
 class RecordSink(Protocol):
@@ -106,6 +109,8 @@ class RequestLog:
             "tokens_in": rec.tokens_in,
             "tokens_out": rec.tokens_out,
             "key": rec.key,
+            "route": rec.route,
+            "fell_back_from": rec.fell_back_from or None,
         }
 
     def close(self) -> None:
