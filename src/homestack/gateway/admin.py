@@ -21,7 +21,8 @@ async def running(services: Services, req: Request) -> None:
         {"event": event, "model": model, "reason": reason, "count": count}
         for (event, model, reason), count in scheduler.counters.items()
     ]
-    body = orjson.dumps({"running": scheduler.running(everything), "counters": counters})
+    body = orjson.dumps({"host": services.request_log.host, "running": scheduler.running(everything),
+                         "counters": counters})
     await send_response(req.send, 200, body, headers=req.headers)
 
 

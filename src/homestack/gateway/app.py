@@ -16,6 +16,7 @@ from ..config import FleetConfig
 from ..errors import HomestackError
 from ..observe import RequestLog, RequestRecord
 from ..observe.metrics import Metrics
+from ..peers.directory import PeerDirectory
 from ..scheduler import Scheduler
 from .asgi import Receive, Scope, Send, send_error
 from ..keys import KeyRing, Role
@@ -31,8 +32,8 @@ from .upstream import UpstreamPool
 class GatewayApp:
     def __init__(self, fleet: FleetConfig, scheduler: Scheduler, request_log: RequestLog | None = None,
                  knowledge_url: str | None = None):
-        request_log = request_log or RequestLog()
-        metrics = Metrics(scheduler) if fleet.metrics else None
+        request_log = request_log or RequestLog(host=fleet.host_name)
+        metrics = Metrics(scheduler, fleet.host_name) if fleet.metrics else None
         if metrics is not None:
             request_log.metrics = metrics
             scheduler.on_loaded = metrics.model_loaded
@@ -48,6 +49,7 @@ class GatewayApp:
             knowledge_target=KnowledgeTarget(knowledge_url + "/v1/knowledge") if knowledge_url else None,
             created=int(time.time()),
             auth=self.auth,
+            peers=PeerDirectory.for_fleet(fleet) if fleet.peers else None,
         )
         self.routes = RouteTable(routes(metrics=metrics is not None, metrics_role=Role(fleet.metrics_access)))
         self.supervisor: KnowledgeSupervisor | None = None
@@ -70,6 +72,8 @@ class GatewayApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await services.scheduler.start(services.upstream.status)
+                if services.peers is not None:
+                    services.peers.start(services.upstream)
                 if self.supervisor is not None:
                     self.supervisor.start()
                 if self.on_started is not None:
@@ -78,6 +82,8 @@ class GatewayApp:
             elif message["type"] == "lifespan.shutdown":
                 if self.supervisor is not None:
                     await self.supervisor.close()
+                if services.peers is not None:
+                    await services.peers.close()
                 await services.scheduler.close()
                 services.upstream.close()
                 services.request_log.close()

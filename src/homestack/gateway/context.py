@@ -14,6 +14,7 @@ from .upstream import UpstreamPool
 
 if TYPE_CHECKING:
     from ..keys import Key
+    from ..peers.directory import PeerDirectory
     from ..observe.metrics import Metrics
     from .auth import Auth
 
@@ -41,6 +42,7 @@ class Services:
     knowledge_target: KnowledgeTarget | None
     created: int  # the "created" time /v1/models reports
     auth: "Auth"
+    peers: "PeerDirectory | None" = None  # other gateways, for models not held here
 
 
 class Request:

@@ -10,6 +10,8 @@ import asyncio
 
 from ..errors import BadRequest, ClientClosed, ModelNotFound
 from ..keys import Role
+from ..peers.choice import PeerModel, PeerView
+from ..peers.forward import forward_to_peers, forwarded
 from ..runners import Runner
 from ..scheduler import Scheduler, Ticket
 from .asgi import Receive, read_body, wait_disconnect
@@ -30,23 +32,31 @@ async def serve_model(services: Services, req: Request) -> None:
     rec.model = payload["model"]
     rec.stream = payload.get("stream") is True
     scheduler = services.scheduler
+    on_peers: list[tuple[PeerView, PeerModel]] = []
     try:
         runner = scheduler.resolve(rec.model)
     except ModelNotFound:
-        if services.knowledge_target is None or not rec.model.startswith("kb:"):
+        runner = None
+        if services.peers is not None and not forwarded(req.scope["headers"]):
+            on_peers = services.peers.choose(rec.model)
+        if not on_peers and (services.knowledge_target is None or not rec.model.startswith("kb:")):
             auth.require(req.key, Role.INFERENCE)  # a key without the role learns nothing of the fleet
             auth.scope(req.key, rec.model)
             raise
-        runner = None
     # The route admits any valid key; the model decides the role: kb:<collection> chats read knowledge.
-    auth.require(req.key, Role.INFERENCE if runner is not None else Role.KNOWLEDGE_READ)
-    auth.scope(req.key, rec.model, *((runner.name, *runner.spec.aliases) if runner is not None else ()))
+    auth.require(req.key, Role.INFERENCE if runner is not None or on_peers else Role.KNOWLEDGE_READ)
+    names = (runner.name, *runner.spec.aliases) if runner is not None else ()
+    auth.scope(req.key, rec.model, *names, *((on_peers[0][1].name, *on_peers[0][1].aliases) if on_peers else ()))
     limited = auth.admit(req.key, req.headers)
     try:
-        if runner is None:
-            await _ask_knowledge(services, req, body)
-        else:
+        if runner is not None:
             await _serve_runner(services, req, runner, body)
+        elif on_peers:
+            assert services.peers is not None
+            await forward_to_peers(services.peers, on_peers, services.upstream, req.operation, body, rec, req.send,
+                                   req.receive, req.headers, services.request_log.host)
+        else:
+            await _ask_knowledge(services, req, body)
     finally:
         if limited:
             auth.finish(req.key, (rec.tokens_in or 0) + (rec.tokens_out or 0))
@@ -66,6 +76,7 @@ async def _serve_runner(services: Services, req: Request, runner: Runner, body: 
     rec = req.record
     scheduler = services.scheduler
     rec.runner, rec.runner_kind, rec.runner_version = runner.name, runner.kind, runner.version
+    operation = req.operation
     if runner.operations is not None and operation.name not in runner.operations:
         served = " and ".join(sorted(runner.operations))
         raise BadRequest(f"model {runner.name} serves {served}, not {operation.name}", param="model",

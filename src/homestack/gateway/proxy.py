@@ -58,11 +58,24 @@ async def forward(
     receive: Receive,
     extra_headers: Headers,
 ) -> None:
-    surface = operation.surface
+    resp = await open_upstream(pool, runner, operation, body)
+    await deliver(resp, runner, operation, rec, send, receive, extra_headers)
+
+
+async def open_upstream(pool: UpstreamPool, runner: Target, operation: Operation, body: bytes) -> Response:
+    """Send the request; the response once its headers are in (RunnerError/RunnerTimeout if none came)."""
     try:
-        resp = await pool.request(b"POST", runner.base_url, operation.upstream_path, body, runner.upstream_headers)
+        return await pool.request(b"POST", runner.base_url, operation.upstream_path, body, runner.upstream_headers)
     except _TRANSPORT_ERRORS as exc:
         raise _transport_error(runner, exc) from None
+
+
+async def deliver(
+    resp: Response, runner: Target, operation: Operation, rec: RequestRecord, send: Send, receive: Receive,
+    extra_headers: Headers,
+) -> None:
+    """Relay an upstream's answer to the client (the stream as it arrives), then close it."""
+    surface = operation.surface
     rec.first_byte = time.perf_counter()
     try:
         if rec.stream and resp.status == 200:
