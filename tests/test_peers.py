@@ -9,6 +9,7 @@ what keeps a forwarded request from going round.
 from __future__ import annotations
 
 import signal
+import socket
 import time
 
 import httpx
@@ -146,3 +147,24 @@ def test_a_forwarded_request_is_never_forwarded_again(fleet):
                         headers={**_auth(box2), "X-Request-ID": "via-box2"})
     assert direct.status_code == 200 and direct.json()["choices"][0]["message"]["content"] == "hello from fake"
     assert box2.log_entry("via-box2")["host"] == box1.log_entry("via-box2")["host"] == "box1"
+
+
+def test_the_issue_fragment_works_as_written(gateway_factory):
+    from test_peers_units import FRAGMENT
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if s.connect_ex(("127.0.0.1", 9090)) == 0:
+            pytest.skip("port 9090 is taken on this machine")
+    fake = FakeUpstream()
+    try:
+        gateway_factory(f"admin_keys: [box2-key]\nmodels:\n  echo:\n    runner: remote\n    url: {fake.url}/v1\n",
+                        "--port", "9090")
+        front = gateway_factory(FRAGMENT, env={"BOX2_KEY": "box2-key"})
+        wait_until(lambda: "echo" in httpx.get(front.url + "/v1/models", timeout=10).text, timeout=20,
+                   message="the peer's models")
+        reply = front.openai(max_retries=0).chat.completions.create(
+            model="echo", messages=[{"role": "user", "content": "hi"}])
+        assert reply.choices[0].message.content == "hello from fake"
+    finally:
+        fake.stop()
