@@ -29,7 +29,7 @@ async def list_models(services: Services, req: Request) -> None:
             if key is None or key.may_use(r.name, *r.spec.aliases)]
     if services.peers is not None:  # the union: a model held here is served here
         data += [_peer_model(services, peer, m) for peer, m in services.peers.models()
-                 if m.name not in services.scheduler.runners and (key is None or key.may_use(m.name, *m.aliases))]
+                 if m.name not in services.scheduler.runners and (key is None or key.may_use(*m.names))]
     await send_response(req.send, 200, orjson.dumps({"object": "list", "data": data}), headers=req.headers)
 
 

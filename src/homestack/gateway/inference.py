@@ -45,14 +45,13 @@ async def serve_model(services: Services, req: Request) -> None:
             raise
     # The route admits any valid key; the model decides the role: kb:<collection> chats read knowledge.
     auth.require(req.key, Role.INFERENCE if runner is not None or on_peers else Role.KNOWLEDGE_READ)
-    names = (runner.name, *runner.spec.aliases) if runner is not None else ()
-    auth.scope(req.key, rec.model, *names, *((on_peers[0][1].name, *on_peers[0][1].aliases) if on_peers else ()))
+    names = (runner.name, *runner.spec.aliases) if runner is not None else on_peers[0][1].names if on_peers else ()
+    auth.scope(req.key, rec.model, *names)
     limited = auth.admit(req.key, req.headers)
     try:
         if runner is not None:
             await _serve_runner(services, req, runner, body)
-        elif on_peers:
-            assert services.peers is not None
+        elif services.peers is not None and on_peers:
             await forward_to_peers(services.peers, on_peers, services.upstream, req.operation, body, rec, req.send,
                                    req.receive, req.headers, services.request_log.host)
         else:

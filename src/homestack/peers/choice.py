@@ -25,6 +25,10 @@ class PeerModel:
     runner: str | None = None
 
     @property
+    def names(self) -> tuple[str, ...]:
+        return self.name, *self.aliases
+
+    @property
     def resident(self) -> bool:
         return self.state in _RESIDENT_STATES
 
@@ -40,7 +44,7 @@ class PeerView:
     free: Mapping[str, int] = field(default_factory=dict)  # device -> budget minus what resident models hold
 
     def find(self, model: str) -> PeerModel | None:
-        return next((m for m in self.models if model == m.name or model in m.aliases), None)
+        return next((m for m in self.models if model in m.names), None)
 
 
 def rank(model: str, peers: Iterable[PeerView]) -> list[tuple[PeerView, PeerModel]]:
