@@ -286,6 +286,7 @@ def _parser() -> argparse.ArgumentParser:
         if name == "logs":
             p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
             p.add_argument("-n", "--lines", type=int, default=100, help="lines of tail to show first")
+    from . import backup
     from .keys import cli as keys_cli
     from .knowledge.client import cli as knowledge_cli
     from .mcp import cli as mcp_cli
@@ -294,6 +295,7 @@ def _parser() -> argparse.ArgumentParser:
     mcp_cli.register(command)
     knowledge_cli.register_kb(command)
     keys_cli.register(command)
+    backup.register(command)
     for module in ("bench", "evals", "artifacts", "cost"):
         importlib.import_module(f".{module}.cli", __package__).register(command)
     return parser

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -13,6 +14,7 @@ from ..runners.kinds import KINDS, KindConfig, RunnerKind
 from ..sizes import ByteSize
 from .deploy import Deploy
 from .keys import KeySpec
+from .peers import Peer
 from .routes import RouteSpec, check_routes
 
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
@@ -133,6 +135,10 @@ def default_data_dir() -> Path:
 
 class FleetConfig(_Strict):
     host: str = Field("127.0.0.1", description="Address to bind; non-loopback needs api_keys or --no-auth.")
+    hostname: str | None = Field(
+        None, pattern=_NAME_PATTERN, description="This gateway's name in request logs, metrics and peers' model "
+        "lists; default: the machine's host name.",
+    )
     port: int = Field(8080, ge=0, le=65535, description="Port to bind; 0 lets the OS pick.")
     data_dir: Path = Field(default_factory=default_data_dir, description="Logs and assembled models.")
     default_ttl: float = Field(300, ge=0, description="Idle seconds before unloading; 0 never unloads.")
@@ -163,6 +169,9 @@ class FleetConfig(_Strict):
     routes: dict[Annotated[str, Field(pattern=_NAME_PATTERN)], RouteSpec] = Field(
         default_factory=dict, description="Virtual models: a name clients use, split by weight over models or "
         "other routes, with fallbacks.",
+    )
+    peers: dict[Annotated[str, Field(pattern=_NAME_PATTERN)], Peer] = Field(
+        default_factory=dict, description="Other homestack gateways: models not held here are forwarded to them."
     )
 
     @field_validator("groups")
@@ -203,6 +212,11 @@ class FleetConfig(_Strict):
                     raise ValueError(f"name {alias!r} is used by both {seen[alias]!r} and {name!r}")
                 seen[alias] = name
         return self
+
+    @property
+    def host_name(self) -> str:
+        """The name request logs and metrics give this machine."""
+        return self.hostname or socket.gethostname()
 
     @property
     def auth_enabled(self) -> bool:

@@ -23,7 +23,8 @@ async def running(services: Services, req: Request) -> None:
         for (event, model, reason), count in scheduler.counters.items()
     ]
     events = [{"at": at, "event": event, "model": model} for at, event, model in scheduler.events]
-    body = orjson.dumps({"running": scheduler.running(everything), "counters": counters, "events": events})
+    body = orjson.dumps({"host": services.request_log.host, "running": scheduler.running(everything),
+                         "counters": counters, "events": events})
     await send_response(req.send, 200, body, headers=req.headers)
 
 

@@ -18,6 +18,7 @@ from ..config import FleetConfig
 from ..errors import HomestackError
 from ..observe import RequestLog, RequestRecord
 from ..observe.metrics import Metrics
+from ..peers.directory import PeerDirectory
 from ..scheduler import Scheduler
 from .asgi import Receive, Scope, Send, send_error
 from ..keys import Key, KeyRing, Role
@@ -37,8 +38,8 @@ _KEY_HEADERS = frozenset(s.api_key_header for s in SURFACES if s.api_key_header 
 class GatewayApp:
     def __init__(self, fleet: FleetConfig, scheduler: Scheduler, request_log: RequestLog | None = None,
                  knowledge_url: str | None = None, fleet_file: str | None = None):
-        request_log = request_log or RequestLog()
-        metrics = Metrics(scheduler) if fleet.metrics else None
+        request_log = request_log or RequestLog(host=fleet.host_name)
+        metrics = Metrics(scheduler, fleet.host_name) if fleet.metrics else None
         if metrics is not None:
             request_log.metrics = metrics
             scheduler.on_loaded = metrics.model_loaded
@@ -60,6 +61,7 @@ class GatewayApp:
             created=int(time.time()),
             auth=self.auth,
             fleet_file=fleet_file,
+            peers=PeerDirectory.for_fleet(fleet) if fleet.peers else None,
         )
         self.routes = RouteTable(routes(metrics=metrics is not None, metrics_role=Role(fleet.metrics_access)))
         self.supervisor: KnowledgeSupervisor | None = None
@@ -85,6 +87,8 @@ class GatewayApp:
                 await services.scheduler.start(services.upstream.status)
                 if self.reload_on_hangup:
                     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_hangup, services)
+                if services.peers is not None:
+                    services.peers.start(services.upstream)
                 if self.supervisor is not None:
                     self.supervisor.start()
                 if self.on_started is not None:
@@ -93,6 +97,8 @@ class GatewayApp:
             elif message["type"] == "lifespan.shutdown":
                 if self.supervisor is not None:
                     await self.supervisor.close()
+                if services.peers is not None:
+                    await services.peers.close()
                 await services.scheduler.close()
                 services.upstream.close()
                 services.request_log.close()

@@ -15,6 +15,7 @@ from .upstream import UpstreamPool
 
 if TYPE_CHECKING:
     from ..keys import Key
+    from ..peers.directory import PeerDirectory
     from ..observe.metrics import Metrics
     from .auth import Auth
 
@@ -45,6 +46,7 @@ class Services:
     fleet_file: str | None = None  # what a reload reads (None: the embedded default fleet)
     reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     background: set[asyncio.Task[Any]] = field(default_factory=set)  # tasks nobody awaits (a SIGHUP's reload)
+    peers: "PeerDirectory | None" = None  # other gateways, for models not held here
 
 
 class Request:

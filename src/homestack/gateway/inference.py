@@ -19,6 +19,8 @@ import orjson
 from ..errors import BadRequest, ClientClosed, ModelNotFound, RunnerError, TooManyRequests
 from ..keys import Role
 from ..routing import caller_of, chain
+from ..peers.choice import PeerModel, PeerView
+from ..peers.forward import forward_to_peers, forwarded
 from ..runners import Runner
 from ..scheduler import Scheduler, Ticket
 from .asgi import Receive, read_body, wait_disconnect
@@ -41,24 +43,31 @@ async def serve_model(services: Services, req: Request) -> None:
     payload = operation.surface.parse(body, operation)
     rec.model = payload["model"]
     rec.stream = payload.get("stream") is True
+    on_peers: list[tuple[PeerView, PeerModel]] = []
     try:
         runners = resolve_target(services, req, payload)
     except ModelNotFound:
-        if services.knowledge_target is None or not rec.model.startswith("kb:"):
+        if services.peers is not None and not forwarded(req.scope["headers"]):
+            on_peers = services.peers.choose(rec.model)
+        if not on_peers and (services.knowledge_target is None or not rec.model.startswith("kb:")):
             auth.require(req.key, Role.INFERENCE)  # a key without the role learns nothing of the fleet
             auth.scope(req.key, rec.model)
             raise
         runners = []
     # The route admits any valid key; the model decides the role: kb:<collection> chats read knowledge.
-    auth.require(req.key, Role.INFERENCE if runners else Role.KNOWLEDGE_READ)
+    auth.require(req.key, Role.INFERENCE if runners or on_peers else Role.KNOWLEDGE_READ)
     if rec.route is None:
-        auth.scope(req.key, rec.model, *((runners[0].name, *runners[0].spec.aliases) if runners else ()))
+        names = (runners[0].name, *runners[0].spec.aliases) if runners else on_peers[0][1].names if on_peers else ()
+        auth.scope(req.key, rec.model, *names)
     limited = auth.admit(req.key, req.headers)
     try:
-        if not runners:
-            await _ask_knowledge(services, req, body)
-        else:
+        if runners:
             await _serve_targets(services, req, runners, body, payload)
+        elif on_peers:
+            await forward_to_peers(services.peers, on_peers, services.upstream, req.operation, body, rec, req.send,
+                                   req.receive, req.headers, services.request_log.host)
+        else:
+            await _ask_knowledge(services, req, body)
     finally:
         if limited:
             auth.finish(req.key, (rec.tokens_in or 0) + (rec.tokens_out or 0))

@@ -63,14 +63,28 @@ async def forward(
     """Send ``body`` to the operation's runner path, or, with a ``translation``, as chat completions, and
     relay the answer. With ``fallback`` (another target would be tried), an answer worth trying elsewhere
     raises RunnerError instead of going to the client."""
-    surface = operation.surface
-    path = operation.upstream_path
     if translation is not None:
-        body, path = translation.request(), translation.upstream_path
+        body = translation.request()
+    resp = await open_upstream(pool, runner, operation, body, translation)
+    await deliver(resp, runner, operation, rec, send, receive, extra_headers, translation, fallback)
+
+
+async def open_upstream(pool: UpstreamPool, runner: Target, operation: Operation, body: bytes,
+                        translation: Translation | None = None) -> Response:
+    """Send the request; the response once its headers are in (RunnerError/RunnerTimeout if none came)."""
+    path = operation.upstream_path if translation is None else translation.upstream_path
     try:
-        resp = await pool.request(b"POST", runner.base_url, path, body, runner.upstream_headers)
+        return await pool.request(b"POST", runner.base_url, path, body, runner.upstream_headers)
     except _TRANSPORT_ERRORS as exc:
         raise _transport_error(runner, exc) from None
+
+
+async def deliver(
+    resp: Response, runner: Target, operation: Operation, rec: RequestRecord, send: Send, receive: Receive,
+    extra_headers: Headers, translation: Translation | None = None, fallback: bool = False,
+) -> None:
+    """Relay an upstream's answer to the client (the stream as it arrives), then close it."""
+    surface = operation.surface
     rec.first_byte = time.perf_counter()
     try:
         if rec.stream and resp.status == 200:

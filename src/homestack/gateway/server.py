@@ -13,6 +13,7 @@ from ..listen import bind, is_loopback, url_of
 from ..notify import notify_ready
 from ..runners.process import free_port
 from ..scheduler import Scheduler
+from ..statedir import check_state_dir
 from .app import GatewayApp
 from .knowledge import KnowledgeSupervisor
 from .protocol import with_header_deadline
@@ -50,6 +51,7 @@ def _check_data_dir(fleet: FleetConfig) -> None:
         (fleet.data_dir / "logs").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"data_dir: cannot create {fleet.data_dir}: {exc.strerror} (set HOMESTACK_HOME or data_dir)") from None
+    check_state_dir(fleet.data_dir)
 
 
 def serve(fleet: FleetConfig, config: str | None, no_auth: bool = False) -> None:

@@ -212,6 +212,7 @@ class Runner:
             "name": self.name,
             "state": self.state.value,
             "runner": self.kind,
+            "aliases": list(self.spec.aliases),
             "version": self.version,
             "pid": self.pid,
             "url": self.base_url or None,
