@@ -26,16 +26,18 @@ def test_backup_wipe_restore_gives_the_same_fleet_and_search_results(default_gat
         files = write_corpus(tmp_path / "corpus")
         ks.kb("ingest", *map(str, files.values()), "-c", "docs")
         before = _searches(ks, "docs")
-        done = _homestack("backup", str(tmp_path / "fleet.tar.gz"), "--config", str(config), "--knowledge-url", ks.url)
+        done = _homestack("backup", str(tmp_path / "fleet.tar.gz"), "--config", str(config), "--knowledge-url", ks.url,
+                          "--api-key", ks.key)
         assert done.returncode == 0, done.stderr
     finally:
         ks.stop()
     keys = (machine / "data" / "keys.json").read_bytes()
+    written = config.read_text()  # the fleet file as the knowledge fixture completed it (its key)
     shutil.rmtree(machine)  # the machine is gone
 
     restored = _homestack("restore", str(tmp_path / "fleet.tar.gz"), "--config", str(config))
     assert restored.returncode == 0, restored.stderr
-    assert config.read_text() == fleet and (machine / "data" / "keys.json").read_bytes() == keys
+    assert config.read_text() == written and (machine / "data" / "keys.json").read_bytes() == keys
     assert (machine / "data" / "state.json").is_file()
     again = _homestack("restore", str(tmp_path / "fleet.tar.gz"), "--config", str(config))
     assert again.returncode == 1 and "exists" in again.stderr  # never overwrites

@@ -29,7 +29,7 @@ _FLEET, _LOCK, _KNOWLEDGE = "fleet.yaml", "homestack.lock", "knowledge.tar.gz"
 _STATE = (STORE_NAME, STATE_FILE)  # what of the data dir a restore needs (logs and caches are rebuilt)
 
 
-def backup(config: str, dest: Path, knowledge_url: str | None) -> list[str]:
+def backup(config: str, dest: Path, knowledge_url: str | None, api_key: str | None = None) -> list[str]:
     """Write the archive; the names of what it holds."""
     fleet = load_fleet(config)
     members: dict[str, bytes] = {_FLEET: Path(config).read_bytes()}
@@ -43,7 +43,7 @@ def backup(config: str, dest: Path, knowledge_url: str | None) -> list[str]:
 
         url = knowledge_url or f"http://{fleet.knowledge.host}:{fleet.knowledge.port}"
         with tempfile.TemporaryDirectory() as tmp:
-            KnowledgeClient(url).download("/backup", Path(tmp) / _KNOWLEDGE)
+            KnowledgeClient(url, api_key=api_key).download("/backup", Path(tmp) / _KNOWLEDGE)
             members[_KNOWLEDGE] = (Path(tmp) / _KNOWLEDGE).read_bytes()
     manifest = {"format": FORMAT, "state_version": STATE_VERSION, "created": int(time.time()), "members": list(members)}
     partial = dest.with_name(f".{dest.name}.partial")
@@ -118,13 +118,14 @@ def register(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("dest", metavar="ARCHIVE", help="the tar.gz to write")
     p.add_argument("--config", "-c", metavar="FILE", required=True, help="fleet file (YAML)")
     p.add_argument("--knowledge-url", metavar="URL", help="the running knowledge service (default: from the fleet)")
+    p.add_argument("--api-key", help="a key with knowledge-write for the knowledge service (default $HOMESTACK_API_KEY)")
     p = command("restore", _restore, "Bring a backup back on an empty machine (never overwrites).")
     p.add_argument("src", metavar="ARCHIVE", help="the tar.gz `homestack backup` wrote")
     p.add_argument("--config", "-c", metavar="FILE", required=True, help="where to write the fleet file")
 
 
 def _backup(args: argparse.Namespace) -> None:
-    held = backup(args.config, Path(args.dest), args.knowledge_url)
+    held = backup(args.config, Path(args.dest), args.knowledge_url, args.api_key)
     print(f"wrote {args.dest}: {', '.join(held)}")
 
 
