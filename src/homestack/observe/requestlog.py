@@ -16,6 +16,8 @@ from typing import Any, BinaryIO, Protocol
 
 import orjson
 
+from .journal import JournalWriter, stdout_is_journal
+
 
 class RequestRecord:
     """What the gateway learns about one request while it serves it."""
@@ -63,14 +65,17 @@ class RequestLog:
     appends the finished record to a deque that the writer drains every few
     milliseconds, and the writer formats the line, records the metrics and
     keeps the most recent entries. Past ``max_pending`` unwritten records,
-    records are dropped and the count is logged.
+    records are dropped and the count is logged. Under systemd, request lines
+    go to journald as structured entries (observe.journal).
     """
 
     _INTERVAL = 0.02  # seconds between batches
 
     def __init__(self, out: BinaryIO | None = None, max_pending: int = 100_000, recent: int = 200,
-                 host: str | None = None):
+                 host: str | None = None, journal: bool | None = None):
         self._out = out or sys.stdout.buffer
+        use_journal = stdout_is_journal(self._out) if journal is None else journal
+        self._journal = JournalWriter(self._out) if use_journal else None
         self.host = host or socket.gethostname()  # this machine; a request a peer ran names the peer
         self._pending: deque[tuple[RequestRecord, float, float]] = deque()
         self._max_pending = max_pending
@@ -120,18 +125,19 @@ class RequestLog:
         self._closing.set()
         self._thread.join(timeout=5)
 
-    def _process(self, batch: list[tuple[RequestRecord, float, float]]) -> list[bytes]:
-        """Record the batch's metrics (one lock for all) and return its log lines."""
+    def _process(self, batch: list[tuple[RequestRecord, float, float]]) -> tuple[list[dict[str, Any]], list[bytes]]:
+        """Record the batch's metrics (one lock for all) and return its entries and log lines."""
         if batch and self.metrics is not None:
             with self.metrics.lock:
                 for rec, done, _ in batch:
                     self.metrics.observe(rec, done - rec.started)
-        lines = []
+        entries, lines = [], []
         for rec, done, wall in batch:
             entry = self._entry(rec, done, wall)
+            entries.append(entry)
             lines.append(orjson.dumps(entry))
             self.recent.append(entry)
-        return lines
+        return entries, lines
 
     def _drain(self) -> None:
         reported = 0
@@ -141,9 +147,15 @@ class RequestLog:
             while self._pending:  # deque.popleft is atomic: no lock with the event loop
                 batch.append(self._pending.popleft())
             try:
-                lines = self._process(batch)
+                entries, lines = self._process(batch)
             except Exception:  # a bug here must not end request logs and metrics for good
                 traceback.print_exc(file=sys.stderr)
+                entries, lines = [], []
+            if self._journal is not None and lines:
+                try:
+                    self._journal.write(entries, lines)
+                except (OSError, ValueError):
+                    pass
                 lines = []
             if self.dropped != reported:
                 lines.append(orjson.dumps({"event": "request_log_dropped", "lines": self.dropped - reported}))
