@@ -9,12 +9,14 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
+from filelock import FileLock
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness import ServerProcess, wait_until
@@ -122,6 +124,11 @@ def ensure_debian(binary: str, package: str) -> str:
     Not root (a CI runner, say): apt goes through ``sudo -n``, never prompting. A failure is one
     clear pytest failure naming what to install, not a traceback.
     """
+    with FileLock(Path(tempfile.gettempdir()) / "homestack-tests-apt.lock"):  # parallel workers: one apt at a time
+        return _ensure_debian(binary, package)
+
+
+def _ensure_debian(binary: str, package: str) -> str:
     found = shutil.which(binary, path=os.environ.get("PATH", "") + ":/usr/sbin:/usr/bin")
     if found:
         return found
