@@ -20,6 +20,7 @@ from .inference import serve_model
 from .surfaces import Operation, Surface
 from .surfaces.anthropic import ANTHROPIC, COUNT_TOKENS, MESSAGES
 from .surfaces.openai import CHAT, COMPLETIONS, EMBEDDINGS, OPENAI
+from .surfaces.rerank import RERANK, RERANK_SURFACE
 from .surfaces.responses import RESPONSES, RESPONSES_SURFACE
 
 Handler = Callable[[Services, Request], Awaitable[None]]
@@ -45,7 +46,7 @@ def _model_route(path: str, operation: Operation) -> Route:
     return Route("POST", path, Role.INFERENCE, serve_model, operation, logged=True)
 
 
-SURFACES = (OPENAI, ANTHROPIC, RESPONSES_SURFACE)  # every API surface the table uses
+SURFACES = (OPENAI, ANTHROPIC, RESPONSES_SURFACE, RERANK_SURFACE)  # every API surface the table uses
 _KNOWLEDGE = "/v1/knowledge"
 _READ, _WRITE = Role.KNOWLEDGE_READ, Role.KNOWLEDGE_WRITE
 
@@ -59,6 +60,8 @@ def routes(metrics: bool = True, metrics_role: Role = Role.ANY) -> list[Route]:
         _model_route("/v1/messages", MESSAGES),
         _model_route("/v1/messages/count_tokens", COUNT_TOKENS),
         _model_route("/v1/responses", RESPONSES),
+        _model_route("/v1/rerank", RERANK),
+        _model_route("/rerank", RERANK),  # the path Jina's and llama.cpp's clients use
         Route("GET", "/v1/models", Role.INFERENCE, handlers.list_models),
         Route("GET", "/v1/models/{name}", Role.INFERENCE, handlers.get_model),
         Route("GET", "/health", Role.PUBLIC, handlers.health),
