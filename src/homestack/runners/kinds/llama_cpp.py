@@ -123,4 +123,11 @@ class LlamaCpp(RunnerKind):
         if spec.reranker:
             return frozenset({"rerank"})
         embeds = bool(_EMBEDDING_FLAGS.intersection(spec.args))
-        return frozenset({"embeddings"} if embeds else {"chat", "text_completion"})
+        return frozenset({"embeddings"} if embeds else {"chat", "text_completion", "infill"})
+
+    def lacks(self, spec: LlamaCppModel, plan: LaunchPlan, data_dir: Path, capability: str) -> str | None:
+        from ...planner.gguf import read_gguf_info
+
+        if capability == "infill" and not read_gguf_info(plan.model_path(data_dir), data_dir / "cache").fill_in_middle:
+            return "its GGUF has no fill-in-the-middle tokens (prefix, suffix and middle, e.g. <fim_prefix>)"
+        return None
