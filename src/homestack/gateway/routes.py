@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Iterable
 
 from ..errors import MethodNotAllowed, NotFound
-from . import admin, handlers, knowledge, openapi, ui
+from . import admin, handlers, knowledge, openapi, stored_responses, ui
 from ..keys import Role
 from .context import Request, Services
 from .asgi import send_response
@@ -60,7 +60,9 @@ def routes(metrics: bool = True, metrics_role: Role = Role.ANY) -> list[Route]:
         _model_route("/v1/embeddings", EMBEDDINGS),
         _model_route("/v1/messages", MESSAGES),
         _model_route("/v1/messages/count_tokens", COUNT_TOKENS),
-        _model_route("/v1/responses", RESPONSES),
+        # Responses: earlier turns (previous_response_id) and stored answers around serve_model.
+        Route("POST", "/v1/responses", Role.INFERENCE, stored_responses.create, RESPONSES, logged=True),
+        Route("GET", "/v1/responses/{id}", Role.INFERENCE, stored_responses.get),
         _model_route("/v1/rerank", RERANK),
         _model_route("/rerank", RERANK),  # the path Jina's and llama.cpp's clients use
         _model_route("/infill", INFILL),
