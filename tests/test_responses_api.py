@@ -92,7 +92,7 @@ def test_stored_response_is_continued_and_retrieved(client):
 
 
 def test_response_store_scopes_expires_and_bounds(tmp_path):
-    from homestack.gateway.stored_responses import ResponseStore
+    from homestack.gateway.response_store import ResponseStore
 
     store = ResponseStore(tmp_path, ttl=3600, max_bytes=600)
     ids = [f"resp_{n:024x}" for n in range(3)]

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ..peers.directory import PeerDirectory
     from ..observe.metrics import Metrics
     from .auth import Auth
-    from .stored_responses import ResponseStore
+    from .response_store import ResponseStore
 
 
 @dataclass(frozen=True)
