@@ -36,11 +36,17 @@ class ResponseStore:
         if not isinstance(response_id, str) or not _ID.match(response_id):
             return
         data = orjson.dumps({"key": key, "input": conversation, "response": response})
+        if len(data) > self.max_bytes:  # it would push out everything else, and still not fit
+            return
         self._make_room(len(data))
-        self.directory.mkdir(parents=True, exist_ok=True)
         partial = self.directory / f".{response_id}.tmp"
-        partial.write_bytes(data)
-        os.replace(partial, self.directory / f"{response_id}.json")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            partial.write_bytes(data)
+            os.replace(partial, self.directory / f"{response_id}.json")
+        except OSError:  # the answer was sent already; unstored, it is only not found later
+            partial.unlink(missing_ok=True)
+            return
         self._index[response_id] = (time.time() + self.ttl, len(data))
 
     def load(self, response_id: str, key: str) -> dict[str, Any] | None:

@@ -52,6 +52,7 @@ async def create(services: Services, req: Request) -> None:
     services.auth.require(req.key, Role.INFERENCE)  # before the store is asked about any id
     body = await read_body(req.receive, services.fleet.max_body_bytes, req.content_length)
     payload = RESPONSES.surface.parse(body, RESPONSES)
+    req.record.model = payload["model"]  # logged even if the previous response is not found
     store = store_for(services)
     previous = payload.pop("previous_response_id", None)
     conversation = _items(payload["input"])
