@@ -4,7 +4,7 @@ The request (``input_prefix``, ``input_suffix``, ``input_extra``, ``prompt``,
 ``n_predict``...) is forwarded as sent to the runner's own /infill, at its
 origin rather than under /v1; the gateway adds only a ``model`` to route by.
 Errors have the OpenAI shape (llama-server's). A stream is llama-server's:
-``data:`` events whose last one says ``"stop": true``, with no ``[DONE]``.
+``data:`` events whose last one says ``"stop": true`` (and its ``stop_type``), with no ``[DONE]``.
 A model whose vocabulary has no fill-in-the-middle tokens is a 400 before any
 runner starts (its GGUF header is read).
 """
@@ -14,7 +14,9 @@ from __future__ import annotations
 from . import Operation
 from .openai import MODEL_NAME_LIMIT, OpenAISurface
 
-_STOPPED = b'"stop":true'
+# Only the last event has stop_type, near its end; "stop": true comes before the echoed prompt,
+# which may be longer than the tail the proxy keeps.
+_STOPPED = b'"stop_type"'
 
 
 class InfillSurface(OpenAISurface):
@@ -22,7 +24,7 @@ class InfillSurface(OpenAISurface):
     stream_end = b""  # llama-server's infill stream has no end marker besides its last event
 
     def stream_finished(self, tail: bytes) -> bool:
-        return _STOPPED in tail.replace(b" ", b"")
+        return _STOPPED in tail
 
 
 INFILL_SURFACE = InfillSurface()
