@@ -126,6 +126,7 @@ class LlamaCpp(RunnerKind):
         return frozenset({"embeddings"} if embeds else {"chat", "text_completion", "infill"})
 
     def lacks(self, spec: LlamaCppModel, plan: LaunchPlan, data_dir: Path, capability: str) -> str | None:
+        # Imported on use: the planner package imports the kinds registry.
         from ...planner.gguf import read_gguf_info
 
         if capability == "infill" and not read_gguf_info(plan.model_path(data_dir), data_dir / "cache").fill_in_middle:
