@@ -91,6 +91,15 @@ def test_wrong_type_shows_the_value(tmp_path):
     assert "models.m.ctx_size" in message and "'lots'" in message
 
 
+@pytest.mark.parametrize("extra, problem", [
+    ("    args: [--reranking]\n", "set reranker: true"),
+    ("    reranker: true\n    args: [--embedding]\n", "cannot also serve embeddings"),
+])
+def test_reranking_is_the_reranker_key_alone(tmp_path, extra, problem):
+    message = _error(tmp_path, f"models:\n  m:\n    runner: llama.cpp\n    model: x.gguf\n{extra}")
+    assert "models.m" in message and problem in message
+
+
 def test_invalid_yaml_names_the_line(tmp_path):
     message = _error(tmp_path, "models:\n  m: [unclosed\n")
     assert "line" in message and "not valid YAML" in message

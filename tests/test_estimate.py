@@ -85,6 +85,35 @@ def test_a_second_read_comes_from_the_cache(gemma3, tmp_path, monkeypatch):
     assert read_gguf_info(gemma3, tmp_path) == first
 
 
+@pytest.mark.parametrize("tokens, keys, fim", [
+    (["a", "<fim_prefix>", "<fim_suffix>", "<fim_middle>"], {}, True),  # StarCoder's, Granite's
+    (["<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "b"], {}, True),  # Qwen's
+    (["\u2581<PRE>", "\u2581<SUF>", "\u2581<MID>"], {}, True),  # CodeLlama's
+    (["<fim_prefix>", "<fim_suffix>", "x<fim_middle>"], {}, False),  # a token must be the text, whole
+    (["<fim_prefix>", "<fim_suffix>"], {}, False),  # no middle token
+    (["a", "b", "c"], {"pre": 0, "suf": 1, "mid": 2}, True),  # named in the header
+])
+def test_fill_in_middle_tokens_are_found_as_llama_cpp_finds_them(tmp_path, tokens, keys, fim):
+    import gguf
+
+    writer = gguf.GGUFWriter(tmp_path / "toy.gguf", "llama")
+    for add, value in ((writer.add_block_count, 1), (writer.add_embedding_length, 8), (writer.add_head_count, 1),
+                       (writer.add_context_length, 16), (writer.add_feed_forward_length, 8)):
+        add(value)
+    writer.add_token_list(tokens)
+    for role, token in keys.items():
+        writer.add_uint32(f"tokenizer.ggml.fim_{role}_token_id", token)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    assert read_gguf_info(tmp_path / "toy.gguf").fill_in_middle is fim
+
+
+def test_no_shipped_model_has_fill_in_the_middle_tokens(smollm2, gemma3):
+    assert not read_gguf_info(smollm2).fill_in_middle and not read_gguf_info(gemma3).fill_in_middle
+
+
 @pytest.mark.parametrize("content", [b"not a model at all", b"GGUF\x03\x00\x00\x00\x05", b""])
 def test_a_file_that_is_not_gguf_is_a_config_error_naming_it(tmp_path, content):
     bad = tmp_path / "bad.gguf"

@@ -1,4 +1,4 @@
-"""The OpenAI Responses API (stateless) through the gateway, driven by the openai SDK over a real llama-server."""
+"""The OpenAI Responses API through the gateway, driven by the openai SDK over a real llama-server."""
 
 from __future__ import annotations
 
@@ -70,6 +70,40 @@ def test_previous_response_id_is_a_clear_400(client):
     with pytest.raises(openai.BadRequestError) as err:
         client.responses.create(model="gpt-5", input="Hi", previous_response_id="resp_123", max_output_tokens=4)
     assert "previous_response_id" in str(err.value)
+    unstored = client.responses.create(model="gpt-5", input="Hi", max_output_tokens=2, store=False)
+    with pytest.raises(openai.BadRequestError) as err:
+        client.responses.create(model="gpt-5", input="Hi", previous_response_id=unstored.id, max_output_tokens=2)
+    assert err.value.code == "previous_response_not_found"
+
+
+def test_stored_response_is_continued_and_retrieved(client):
+    first = client.responses.create(model="gpt-5", input="My name is Ada.", max_output_tokens=4, store=True)
+    assert first.store is True
+    with client.responses.stream(model="gpt-5", input="What is my name?", previous_response_id=first.id,
+                                 max_output_tokens=4) as stream:  # store defaults to true, as at OpenAI
+        second = stream.get_final_response()
+    # The earlier turn (its input and output) is in the second prompt.
+    assert second.usage.input_tokens > first.usage.input_tokens + first.usage.output_tokens
+    third = client.responses.create(model="gpt-5", input="And again?", previous_response_id=second.id,
+                                    max_output_tokens=2)
+    assert third.usage.input_tokens > second.usage.input_tokens + second.usage.output_tokens
+    kept = client.responses.retrieve(second.id)
+    assert kept.id == second.id and kept.output_text == second.output_text
+
+
+def test_response_store_scopes_expires_and_bounds(tmp_path):
+    from homestack.gateway.response_store import ResponseStore
+
+    store = ResponseStore(tmp_path, ttl=3600, max_bytes=600)
+    ids = [f"resp_{n:024x}" for n in range(3)]
+    for response_id in ids:
+        store.save("alice", [{"role": "user", "content": "x" * 100}], {"id": response_id, "output": []})
+    assert store.load(ids[0], "alice") is None  # the oldest made room: three do not fit in 600 bytes
+    assert store.load(ids[2], "alice")["response"]["id"] == ids[2]
+    assert store.load(ids[2], "bob") is None  # another key's
+    assert store.load("../../etc/passwd", "alice") is None
+    reopened = ResponseStore(tmp_path, ttl=-1, max_bytes=600)  # what a restart finds, here already expired
+    assert reopened.load(ids[2], "alice") is None and not (tmp_path / f"{ids[2]}.json").exists()
 
 
 def test_readme_codex_provider_is_valid():

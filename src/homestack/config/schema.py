@@ -126,6 +126,15 @@ class Timeouts(_Strict):
     )
 
 
+class Responses(_Strict):
+    store_ttl: float = Field(
+        86400, gt=0, description="Seconds a stored Responses answer can be continued with previous_response_id."
+    )
+    store_max_bytes: ByteSize = Field(
+        256 << 20, gt=0, description="Disk the stored answers may take under data_dir/responses; the oldest go first."
+    )
+
+
 def default_data_dir() -> Path:
     home = os.environ.get("HOMESTACK_HOME")
     if home:
@@ -151,6 +160,9 @@ class FleetConfig(_Strict):
     memory: Memory = Field(default_factory=Memory)
     scheduling: Scheduling = Field(default_factory=Scheduling)
     knowledge: Knowledge = Field(default_factory=Knowledge)
+    responses: Responses = Field(
+        default_factory=Responses, description="OpenAI Responses API: answers kept for previous_response_id."
+    )
     deploy: Deploy = Field(default_factory=Deploy, description="Settings for `homestack render` (systemd, nginx, ...).")
     tls_cert: Path | None = Field(None, description="PEM certificate chain: serve HTTPS (with tls_key).")
     tls_key: Path | None = Field(

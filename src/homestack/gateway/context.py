@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ..peers.directory import PeerDirectory
     from ..observe.metrics import Metrics
     from .auth import Auth
+    from .response_store import ResponseStore
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Services:
     reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     background: set[asyncio.Task[Any]] = field(default_factory=set)  # tasks nobody awaits (a SIGHUP's reload)
     peers: "PeerDirectory | None" = None  # other gateways, for models not held here
+    responses: "ResponseStore | None" = None  # stored Responses answers, made on first use
 
 
 class Request:

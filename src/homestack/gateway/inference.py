@@ -140,9 +140,13 @@ async def _serve_runner(services: Services, req: Request, runner: Runner, body: 
     translation = operation.surface.translation(operation, payload, native)
     scheduler = services.scheduler
     rec.runner, rec.runner_kind, rec.runner_version = runner.name, runner.kind, runner.version
-    if runner.operations is not None and operation.capability not in runner.operations:
+    capability = translation.capability if translation is not None and translation.capability else operation.capability
+    if runner.operations is not None and capability not in runner.operations:
         served = " and ".join(sorted(runner.operations))
-        raise BadRequest(f"model {runner.name} serves {served}, not {operation.capability}", param="model",
+        raise BadRequest(f"model {runner.name} serves {served}, not {capability}", param="model",
+                         code="unsupported_operation")
+    if (missing := runner.lacks(capability)) is not None:
+        raise BadRequest(f"model {runner.name} cannot serve {capability}: {missing}", param="model",
                          code="unsupported_operation")
     ticket = scheduler.acquire(runner)
     if ticket is not None:

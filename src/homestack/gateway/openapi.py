@@ -26,6 +26,7 @@ _QUERY: dict[str, tuple[tuple[str, dict[str, Any]], ...]] = {
 }
 _SUMMARIES = {
     "/v1/models": "List the models", "/v1/models/{name}": "One model, by name or alias",
+    "/v1/responses/{id}": "A stored Responses answer (to the key that created it)",
     "/health": "Liveness", "/openapi.json": "This document", "/metrics": "Prometheus metrics",
     "/ui": "The status page", "/ui/": "The status page", "/ui/{file}": "The status page's files",
     "/admin/running": "Runners and their state", "/admin/requests": "Recent requests",

@@ -72,9 +72,11 @@ async def forward(
 async def open_upstream(pool: UpstreamPool, runner: Target, operation: Operation, body: bytes,
                         translation: Translation | None = None) -> Response:
     """Send the request; the response once its headers are in (RunnerError/RunnerTimeout if none came)."""
-    path = operation.upstream_path if translation is None else translation.upstream_path
+    path, at_origin = ((operation.upstream_path, operation.at_origin) if translation is None
+                       else (translation.upstream_path, translation.at_origin))
+    base_url = runner.base_url.rsplit("/v1", 1)[0] if at_origin else runner.base_url
     try:
-        return await pool.request(b"POST", runner.base_url, path, body, runner.upstream_headers)
+        return await pool.request(b"POST", base_url, path, body, runner.upstream_headers)
     except _TRANSPORT_ERRORS as exc:
         raise _transport_error(runner, exc) from None
 

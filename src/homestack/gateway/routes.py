@@ -12,14 +12,16 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Iterable
 
 from ..errors import MethodNotAllowed, NotFound
-from . import admin, handlers, knowledge, openapi, ui
+from . import admin, handlers, knowledge, openapi, stored_responses, ui
 from ..keys import Role
 from .context import Request, Services
 from .asgi import send_response
 from .inference import serve_model
 from .surfaces import Operation, Surface
 from .surfaces.anthropic import ANTHROPIC, COUNT_TOKENS, MESSAGES
+from .surfaces.infill import INFILL, INFILL_SURFACE
 from .surfaces.openai import CHAT, COMPLETIONS, EMBEDDINGS, OPENAI
+from .surfaces.rerank import RERANK, RERANK_SURFACE
 from .surfaces.responses import RESPONSES, RESPONSES_SURFACE
 
 Handler = Callable[[Services, Request], Awaitable[None]]
@@ -45,7 +47,7 @@ def _model_route(path: str, operation: Operation) -> Route:
     return Route("POST", path, Role.INFERENCE, serve_model, operation, logged=True)
 
 
-SURFACES = (OPENAI, ANTHROPIC, RESPONSES_SURFACE)  # every API surface the table uses
+SURFACES = (OPENAI, ANTHROPIC, RESPONSES_SURFACE, RERANK_SURFACE, INFILL_SURFACE)  # every API surface the table uses
 _KNOWLEDGE = "/v1/knowledge"
 _READ, _WRITE = Role.KNOWLEDGE_READ, Role.KNOWLEDGE_WRITE
 
@@ -58,7 +60,12 @@ def routes(metrics: bool = True, metrics_role: Role = Role.ANY) -> list[Route]:
         _model_route("/v1/embeddings", EMBEDDINGS),
         _model_route("/v1/messages", MESSAGES),
         _model_route("/v1/messages/count_tokens", COUNT_TOKENS),
-        _model_route("/v1/responses", RESPONSES),
+        # Responses: earlier turns (previous_response_id) and stored answers around serve_model.
+        Route("POST", "/v1/responses", Role.INFERENCE, stored_responses.create, RESPONSES, logged=True),
+        Route("GET", "/v1/responses/{id}", Role.INFERENCE, stored_responses.get),
+        _model_route("/v1/rerank", RERANK),
+        _model_route("/rerank", RERANK),  # the path Jina's and llama.cpp's clients use
+        _model_route("/infill", INFILL),
         Route("GET", "/v1/models", Role.INFERENCE, handlers.list_models),
         Route("GET", "/v1/models/{name}", Role.INFERENCE, handlers.get_model),
         Route("GET", "/health", Role.PUBLIC, handlers.health),

@@ -1,4 +1,4 @@
-"""What the memory estimate needs from a GGUF file, read from its header only.
+"""What the memory estimate (and the gateway) needs from a GGUF file, read from its header only.
 
 ``gguf.GGUFReader`` builds every array (262k token strings for Gemma) and takes
 seconds; this walks the header with ``struct`` and skips big arrays, keeping
@@ -20,11 +20,23 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 from ..errors import ConfigError
 
 _MAGIC = b"GGUF"
-_CACHE_FORMAT = 2
+_CACHE_FORMAT = 3
 _SMALL_ARRAY = 4096  # numeric arrays up to this length are kept (per-layer values)
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
 _U32, _U64 = struct.Struct("<I"), struct.Struct("<Q")
+_TOKENS = "tokenizer.ggml.tokens"
+# Fill-in-the-middle needs a prefix, a suffix and a middle token: set in the header, or found by
+# their text as llama.cpp's vocabulary loader finds them (llama-vocab.cpp, across its versions).
+_FIM_TOKENS = {
+    "pre": ("<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>",
+            "<|code_prefix|>", "<|prefix|>"),
+    "suf": ("<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<｜fim▁hole｜>", "<SUF>", "▁<SUF>",
+            "<|code_suffix|>", "<|suffix|>"),
+    "mid": ("<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>", "<MID>", "▁<MID>",
+            "<|code_middle|>", "<|middle|>"),
+}
+_FIM_KEYS = {"pre": "prefix", "suf": "suffix", "mid": "middle"}  # older GGUFs' tokenizer.ggml.<name>_token_id
 
 # How llama.cpp lays out sliding-window layers when the GGUF has no per-layer
 # sliding_window_pattern array (src/models/<arch>.cpp, load_swa_pattern):
@@ -59,6 +71,7 @@ class GGUFInfo:
     swa_layers: tuple[int, ...]  # indices of the layers that use the sliding window
     vocab_size: int
     tensors: tuple[Tensor, ...]
+    fill_in_middle: bool = False  # its vocabulary has the tokens llama-server's /infill needs
 
     def layer_bytes(self) -> list[int]:
         """Weight bytes of each ``blk.N.`` layer."""
@@ -127,8 +140,10 @@ def _parse(path: Path) -> GGUFInfo:
             version = _U32.unpack_from(buf, 4)[0]
             if version not in (2, 3):
                 raise ConfigError(f"{path}: GGUF version {version} is not supported (2 or 3)")
-            meta, lengths, tensors = _Header(buf).read()
-        return _info(meta, lengths, tensors)
+            header = _Header(buf)
+            meta, lengths, tensors = header.read()
+            fim = _fill_in_middle(meta, buf[header.tokens[0]:header.tokens[1]])
+        return _info(meta, lengths, tensors, fim)
     except ConfigError:
         raise
     except KeyError as exc:
@@ -144,6 +159,7 @@ class _Header:
 
     def __init__(self, buf: mmap.mmap):
         self.buf, self.pos = buf, 8
+        self.tokens = (0, 0)  # where the token strings are
 
     def read(self) -> tuple[dict, dict[str, int], list[Tensor]]:
         n_tensors, n_kv = self._u64(), self._u64()
@@ -151,7 +167,10 @@ class _Header:
         for _ in range(n_kv):
             key, kind = self._string(), self._u32()
             if kind == _ARRAY:
+                start = self.pos
                 lengths[key], meta[key] = self._array()
+                if key == _TOKENS:
+                    self.tokens = (start, self.pos)
             else:
                 meta[key] = self._value(kind)
         return meta, lengths, [self._tensor() for _ in range(n_tensors)]
@@ -215,7 +234,18 @@ def _scalar_format(kind: int) -> str:
     return _SCALARS[kind]
 
 
-def _info(meta: dict, lengths: dict[str, int], tensors: list[Tensor]) -> GGUFInfo:
+def _fill_in_middle(meta: dict, tokens: bytes) -> bool:
+    """Whether the prefix, suffix and middle tokens are all there (by header key or by token text)."""
+    def has(role: str) -> bool:
+        if f"tokenizer.ggml.fim_{role}_token_id" in meta or f"tokenizer.ggml.{_FIM_KEYS[role]}_token_id" in meta:
+            return True
+        # Each token is stored as its length then its bytes: length and text together match one whole token.
+        return any(_U64.pack(len(t)) + t in tokens for t in (text.encode() for text in _FIM_TOKENS[role]))
+
+    return all(has(role) for role in _FIM_TOKENS)
+
+
+def _info(meta: dict, lengths: dict[str, int], tensors: list[Tensor], fim: bool = False) -> GGUFInfo:
     arch = meta["general.architecture"]
 
     def key(name: str, default=None):
@@ -243,6 +273,7 @@ def _info(meta: dict, lengths: dict[str, int], tensors: list[Tensor]) -> GGUFInf
         swa_layers=swa_layers,
         vocab_size=lengths.get("tokenizer.ggml.tokens") or key("vocab_size", 0),
         tensors=tuple(tensors),
+        fill_in_middle=fim,
     )
 
 

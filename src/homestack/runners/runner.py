@@ -77,6 +77,10 @@ class Runner:
         """Give the runner the HTTP GET it uses for health checks."""
         self._probe = probe
 
+    def lacks(self, capability: str) -> str | None:
+        """Why the model cannot serve ``capability`` though its kind does; None: it can."""
+        return self.plan.kind.lacks(self.spec, self.plan, self._data_dir, capability)
+
     @property
     def origin(self) -> str:
         """scheme://host:port of the runner, without the /v1 API prefix."""

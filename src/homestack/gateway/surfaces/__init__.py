@@ -88,9 +88,11 @@ class StreamTranslator:
 
 
 class Translation:
-    """One request served through the runner's chat completions."""
+    """One request served through the runner's chat completions (or another of its paths)."""
 
     upstream_path = "/chat/completions"
+    at_origin = False  # upstream_path is at the runner's origin, not under /v1 (llama-server's /infill)
+    capability: str | None = None  # what it asks of the runner, when more than its operation's
 
     def request(self) -> bytes:
         """The chat-completions request to send."""
@@ -134,4 +136,5 @@ class Operation:
     summary: str  # one line for /openapi.json
     schema: dict[str, Any]  # the fields the gateway reads or checks; others pass through to the runner
     max_tokens_field: str | None = None  # the field capped at what the model can give
-    capability: str = "chat"  # what it asks of a runner (a kind's operations): chat, text_completion, embeddings
+    capability: str = "chat"  # what it asks of a runner (a kind's operations): chat, text_completion, embeddings...
+    at_origin: bool = False  # upstream_path is at the runner's origin, not under /v1 (llama-server's /infill)

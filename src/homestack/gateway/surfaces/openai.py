@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 import orjson
 
 from ...errors import HomestackError
-from . import Operation, Surface, context_overflow, runner_error_fields
+from . import Operation, Surface, Translation, context_overflow, runner_error_fields
+from .fim import SuffixTranslation
 
 if TYPE_CHECKING:
     from ...observe import RequestRecord
@@ -72,6 +73,12 @@ class OpenAISurface(Surface):
             rec.tokens_in = int(m.group(1)) + int(m.group(2))
             rec.tokens_out = int(m.group(3))
 
+    def translation(self, operation: Operation, payload: dict, native: bool) -> Translation | None:
+        # A completion with a suffix is fill-in-the-middle, which llama-server serves at /infill only.
+        if operation.capability == "text_completion" and payload.get("suffix") is not None:
+            return SuffixTranslation(payload)
+        return None
+
     def stream_finished(self, tail: bytes) -> bool:
         return tail.rstrip().endswith(_DONE_EVENT)
 
@@ -122,7 +129,8 @@ def _request(required: tuple[str, ...], **fields: dict) -> dict:
 
 CHAT_SCHEMA = _request(("messages",), messages={"type": "array", "items": _MESSAGE},
                        max_completion_tokens=_TOKENS)
-COMPLETIONS_SCHEMA = _request(("prompt",), prompt={"type": ["string", "array"], "items": {"type": "string"}})
+COMPLETIONS_SCHEMA = _request(("prompt",), prompt={"type": ["string", "array"], "items": {"type": "string"}},
+                              suffix={"type": "string"})
 EMBEDDINGS_SCHEMA = {
     "type": "object",
     "required": ["model", "input"],

@@ -1,6 +1,7 @@
-"""The OpenAI Responses surface: POST /v1/responses, stateless (``store: false``), served through chat completions.
+"""The OpenAI Responses surface: POST /v1/responses, served through chat completions.
 
-Errors have the OpenAI shape (this surface extends it); a stream is named
+Each request carries its whole conversation here (earlier turns named by
+``previous_response_id`` are put in by gateway/stored_responses.py). Errors have the OpenAI shape (this surface extends it); a stream is named
 events, each with a ``sequence_number``, ending with ``response.completed``
 (or ``response.failed``). Reasoning items in the input are dropped: the
 runner cannot use another model's reasoning.
@@ -131,7 +132,7 @@ class ResponsesTranslation(Translation):
                 "instructions": p.get("instructions"), "max_output_tokens": p.get("max_output_tokens"),
                 "parallel_tool_calls": p.get("parallel_tool_calls", True), "tool_choice": p.get("tool_choice", "auto"),
                 "tools": p.get("tools") or [], "temperature": p.get("temperature"), "top_p": p.get("top_p"),
-                "store": False, "metadata": p.get("metadata") or {}, "text": {"format": {"type": "text"}}}
+                "store": p.get("store") is not False, "metadata": p.get("metadata") or {}, "text": {"format": {"type": "text"}}}
 
     def request(self) -> bytes:
         return orjson.dumps(chat_request(self.payload))
@@ -257,9 +258,6 @@ class ResponsesSurface(OpenAISurface):
         items = payload["input"]
         if not isinstance(items, (str, list)) or (isinstance(items, list) and not all(isinstance(i, dict) for i in items)):
             raise BadRequest("input: must be a string or a list of items", param="input")
-        if payload.get("previous_response_id"):
-            raise BadRequest("previous_response_id: responses are not stored here; send the whole input "
-                             "with store: false", param="previous_response_id")
         return payload
 
     def translation(self, operation: Operation, payload: dict[str, Any], native: bool) -> Translation | None:

@@ -155,5 +155,9 @@ class RunnerKind:
         return None
 
     def operations(self, spec: KindConfig) -> frozenset[str] | None:
-        """The operations (``Operation.name``: chat, text_completion, embeddings...) it answers; None: any."""
+        """The operations (``Operation.capability``: chat, text_completion, embeddings...) it answers; None: any."""
+        return None
+
+    def lacks(self, spec: KindConfig, plan: LaunchPlan, data_dir: Path, capability: str) -> str | None:
+        """Why this model cannot serve ``capability`` though its kind does (read from its files); None: it can."""
         return None

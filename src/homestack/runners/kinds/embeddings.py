@@ -61,4 +61,4 @@ class Embeddings(RunnerKind):
         return estimate_embeddings(plan.model_path(data_dir))
 
     def operations(self, spec: EmbeddingsModel) -> frozenset[str]:
-        return frozenset({"embeddings"})
+        return frozenset({"embeddings", "rerank"})  # rerank: by cosine similarity of its embeddings

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ...errors import ConfigError
 from ..binaries import find_llama_server, llama_server_version
@@ -19,6 +19,7 @@ CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_
 
 
 _EMBEDDING_FLAGS = {"--embedding", "--embeddings"}
+_RERANK_FLAGS = {"--rerank", "--reranking"}
 
 
 class LlamaCppModel(ProcessConfig):
@@ -30,6 +31,18 @@ class LlamaCppModel(ProcessConfig):
     cache_type_v: CacheType | None = Field(None, description="KV cache type for V (--cache-type-v).")
     args: list[str] = Field(default_factory=list, description="Extra llama-server arguments.")
     binary: str | None = Field(None, description="llama-server to run; default: the global llama_server.")
+    reranker: bool = Field(
+        False, description="A reranking model: started with --reranking, it answers /v1/rerank and nothing else."
+    )
+
+    @model_validator(mode="after")
+    def _reranker_flag(self) -> "LlamaCppModel":
+        # The key, not a bare flag in args, says what the model serves (a reranker serves no chat).
+        if _RERANK_FLAGS.intersection(self.args):
+            raise ValueError("do not pass --reranking in args; set reranker: true")
+        if self.reranker and _EMBEDDING_FLAGS.intersection(self.args):
+            raise ValueError("a reranker (reranker: true) cannot also serve embeddings; drop --embedding from args")
+        return self
 
 
 def llama_cpp_argv(binary, name: str, spec: LlamaCppModel, port: int, model_path) -> list[str]:
@@ -38,6 +51,8 @@ def llama_cpp_argv(binary, name: str, spec: LlamaCppModel, port: int, model_path
         "--host", "127.0.0.1", "--port", str(port), "--parallel", str(spec.parallel),
         "--metrics",  # the gateway re-exports them on its own /metrics
     ]
+    if spec.reranker:
+        argv.append("--reranking")
     if spec.ctx_size is not None:
         argv += ["--ctx-size", str(spec.ctx_size)]
     if spec.cache_type_k:
@@ -70,7 +85,7 @@ class LlamaCpp(RunnerKind):
     config = LlamaCppModel
     metrics_path = "/metrics"
     gpu = True
-    serves = RunnerKind.serves | {"/messages", "/messages/count_tokens"}
+    serves = RunnerKind.serves | {"/messages", "/messages/count_tokens", "/rerank"}
 
     def plan(self, name: str, spec: LlamaCppModel, fleet: FleetSettings) -> LaunchPlan:
         model_ref = checked_model(name, spec.model)
@@ -103,6 +118,17 @@ class LlamaCpp(RunnerKind):
         return spec.parallel
 
     def operations(self, spec: LlamaCppModel) -> frozenset[str]:
-        # Started with --embedding(s), llama-server serves embeddings only; else it has no embeddings.
+        # Started with --embedding(s) or --reranking, llama-server serves embeddings or reranking only;
+        # else neither.
+        if spec.reranker:
+            return frozenset({"rerank"})
         embeds = bool(_EMBEDDING_FLAGS.intersection(spec.args))
-        return frozenset({"embeddings"} if embeds else {"chat", "text_completion"})
+        return frozenset({"embeddings"} if embeds else {"chat", "text_completion", "infill"})
+
+    def lacks(self, spec: LlamaCppModel, plan: LaunchPlan, data_dir: Path, capability: str) -> str | None:
+        # Imported on use: the planner package imports the kinds registry.
+        from ...planner.gguf import read_gguf_info
+
+        if capability == "infill" and not read_gguf_info(plan.model_path(data_dir), data_dir / "cache").fill_in_middle:
+            return "its GGUF has no fill-in-the-middle tokens (prefix, suffix and middle, e.g. <fim_prefix>)"
+        return None
