@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..config import FleetConfig
+from ..config.routes import RouteSpec
 from ..observe import RequestLog, RequestRecord
 from ..scheduler import Scheduler
 from .asgi import Headers, Receive, Scope, Send
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
     from ..keys import Key
     from ..peers.directory import PeerDirectory
     from ..observe.metrics import Metrics
+    from ..promotion.driver import Promotions
     from .auth import Auth
 
 
@@ -47,6 +50,18 @@ class Services:
     reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     background: set[asyncio.Task[Any]] = field(default_factory=set)  # tasks nobody awaits (a SIGHUP's reload)
     peers: "PeerDirectory | None" = None  # other gateways, for models not held here
+    # A promotion's weights for its route, over the fleet file's (in memory only: a restart drops them).
+    route_weights: dict[str, dict[str, float]] = field(default_factory=dict)
+    promotions: "Promotions | None" = None
+
+    def routes(self) -> Mapping[str, RouteSpec]:
+        """The routes requests resolve with now: the fleet file's, with any promotion's weights."""
+        routes = self.fleet.routes
+        if not self.route_weights:
+            return routes
+        moved = {name: routes[name].model_copy(update={"targets": weights})
+                 for name, weights in self.route_weights.items() if name in routes}
+        return {**routes, **moved}
 
 
 class Request:
