@@ -296,7 +296,7 @@ def _parser() -> argparse.ArgumentParser:
     knowledge_cli.register_kb(command)
     keys_cli.register(command)
     backup.register(command)
-    for module in ("bench", "evals", "artifacts", "cost"):
+    for module in ("bench", "evals", "artifacts", "cost", "promotion"):
         importlib.import_module(f".{module}.cli", __package__).register(command)
     return parser
 

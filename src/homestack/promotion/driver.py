@@ -242,7 +242,9 @@ class Promotions:
         await self._reload(services)
         self._end(p)
         self.history.append(p.event("promoted", targets=p.targets, new_targets=targets, backup=str(backup)))
-        if not any(p.current in (*r.targets, *r.fallbacks) for r in services.fleet.routes.values()):
+        # The old model drains and stops, unless another route still sends it traffic (as a fallback it
+        # starts again on demand).
+        if not any(r.targets.get(p.current, 0) > 0 for r in services.fleet.routes.values()):
             self._spawn(self._unload(p.current))
 
     # -- endings ----------------------------------------------------------------------------------
