@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from ..keys import Key
     from ..peers.directory import PeerDirectory
     from ..observe.metrics import Metrics
-    from ..promotion.driver import Promotions
     from .auth import Auth
 
 
@@ -52,7 +51,7 @@ class Services:
     peers: "PeerDirectory | None" = None  # other gateways, for models not held here
     # A promotion's weights for its route, over the fleet file's (in memory only: a restart drops them).
     route_weights: dict[str, dict[str, float]] = field(default_factory=dict)
-    promotions: "Promotions | None" = None
+    promotions: Any = None  # promotion.driver.Promotions (which uses these services: named, not imported)
 
     def routes(self) -> Mapping[str, RouteSpec]:
         """The routes requests resolve with now: the fleet file's, with any promotion's weights."""
