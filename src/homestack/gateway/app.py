@@ -27,7 +27,7 @@ from .auth import Auth
 from .context import KnowledgeTarget, Request, Services
 from .knowledge import KnowledgeSupervisor, new_token, token_header
 from ..promotion.driver import Promotions
-from .reload import on_hangup, reload_fleet
+from .reload import on_hangup, reload_fleet, watch_fleet_file
 from .routes import SURFACES, RouteTable, routes
 from .surfaces import Surface
 from .surfaces.openai import OPENAI
@@ -73,6 +73,7 @@ class GatewayApp:
         self.supervisor: KnowledgeSupervisor | None = None
         self.on_started: Callable[[], None] | None = None  # e.g. print the banner
         self.reload_on_hangup = False  # SIGHUP reloads the fleet file (the served gateway; not in-process tests)
+        self.watch_fleet = False  # `serve --watch`: a change to the fleet file reloads it
 
     @property
     def scheduler(self) -> Scheduler:
@@ -96,6 +97,9 @@ class GatewayApp:
                           f"{ended['to']}) {ended['event']}: {ended['detail']}", file=sys.stderr, flush=True)
                 if self.reload_on_hangup:
                     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_hangup, services)
+                if self.watch_fleet and services.fleet_file is not None:
+                    watcher = asyncio.get_running_loop().create_task(watch_fleet_file(services))
+                    services.background.add(watcher)
                 if services.peers is not None:
                     services.peers.start(services.upstream)
                 if self.supervisor is not None:
@@ -104,6 +108,9 @@ class GatewayApp:
                     self.on_started()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                services.promotions.close()  # unfinished: the next start records them aborted
+                for task in list(services.background):
+                    task.cancel()
                 if self.supervisor is not None:
                     await self.supervisor.close()
                 if services.peers is not None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import httpx
 
+from ..config.promotion import PromotionSpec
 from ..config.routes import RouteSpec
 from ..errors import BadRequest, Conflict, HomestackError, NotFound
 from ..evals.run import Options, run
@@ -46,7 +47,7 @@ class Promotion:
     candidate: str
     who: str | None
     targets: dict[str, float]  # the route's targets when it began
-    spec: Any  # PromotionSpec
+    spec: PromotionSpec
     stages: list[decide.Stage]
     phase: str = "starting"  # starting, smoke, eval, canary, watch, finishing
     share: float = 0.0
@@ -296,6 +297,12 @@ class Promotions:
         task = asyncio.get_running_loop().create_task(coro)
         self.services.background.add(task)
         task.add_done_callback(self.services.background.discard)
+
+    def close(self) -> None:
+        """The gateway stops: promotions end where they are (the fleet file still names the old targets)."""
+        for promotion in self.active.values():
+            if promotion.task is not None:
+                promotion.task.cancel()
 
     def report(self) -> dict[str, dict[str, Any]]:
         """Each route's promotion state now (for /admin/history, metrics and the status page)."""
