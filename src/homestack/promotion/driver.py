@@ -141,6 +141,8 @@ class Promotions:
 
     async def rollback(self, route_name: str, who: str | None) -> dict[str, Any]:
         """Back to the previous target at once: stop a running promotion, or undo the last finished one."""
+        if route_name not in self.services.fleet.routes:
+            raise NotFound(f"no route {route_name!r}; routes: {', '.join(self.services.fleet.routes) or 'none'}")
         promotion = self.active.get(route_name)
         if promotion is not None:
             if promotion.phase == "finishing":
