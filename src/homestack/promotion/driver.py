@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import httpx
+from pydantic import ValidationError
 
 from ..config.promotion import PromotionSpec
-from ..config.routes import RouteSpec
-from ..errors import BadRequest, Conflict, HomestackError, NotFound
+from ..errors import BadRequest, ConfigError, Conflict, HomestackError, NotFound
 from ..evals.run import Options, run
-from ..evals.suite import load
+from ..evals.suite import load, resolve
 from ..keys import Key, Role
 from . import decide
 from .fleetfile import write_targets
@@ -128,7 +128,15 @@ class Promotions:
             raise Conflict(f"{runner.name} cannot be resident beside {current} within the memory plan; pass --swap "
                            "to promote anyway, the two swapping in and out (within scheduling.max_wait)")
         if canary is not None:
-            RouteSpec(targets={current: 1}, promotion={"canary": canary})  # the same checks as the fleet file's
+            try:
+                PromotionSpec(canary=canary)  # the same checks as the fleet file's
+            except ValidationError as exc:
+                raise BadRequest(exc.errors()[0]["msg"], param="canary") from None
+        if route.promotion.eval is not None:
+            try:
+                resolve(route.promotion.eval.suite)  # a missing suite is the file's fault, not the candidate's
+            except ConfigError as exc:
+                raise BadRequest(f"routes.{route_name}.promotion.eval.suite: {exc.message}") from None
         promotion = Promotion(os.urandom(6).hex(), route_name, current, runner.name, who, dict(route.targets),
                               route.promotion,
                               decide.stages(route.promotion, canary, step_seconds, watch_seconds))
