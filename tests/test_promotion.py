@@ -228,3 +228,23 @@ def test_a_gateway_killed_during_a_promotion_comes_back_on_the_old_target(gw, tm
         assert "promotion" in again.stderr() and "aborted" in again.stderr()
     finally:
         again.stop()
+
+
+def test_a_candidate_that_does_not_fit_beside_the_current_target_needs_swap(gateway_factory):
+    fleet = "\n".join([
+        "memory: {headroom: 1.0, cpu_budget: 600MiB}",  # one 400 MiB model at a time
+        "models:",
+        _model("old").replace("ttl: 0}", "ttl: 0, memory: 400MiB}"),
+        _model("new").replace("ttl: 0}", "ttl: 0, memory: 400MiB}"),
+        "routes:",
+        "  chat: {targets: {old: 1}, promotion: {canary: [50], step_seconds: 0.5, watch_seconds: 0.5}}",
+        "",
+    ])
+    gw = gateway_factory(fleet)
+    refused = httpx.post(gw.url + "/admin/routes/chat/promote", json={"to": "new"}, timeout=30)
+    assert refused.status_code == 409
+    assert "new cannot be resident beside old within the memory plan; pass --swap" in refused.json()["error"]["message"]
+    result = gw.cli("promote", "chat", "--to", "new", "--swap")
+    assert "promoted" in result.stdout
+    events = _last_promotion(gw)
+    assert events[0]["swap"] is True and events[-1]["event"] == "promoted"
