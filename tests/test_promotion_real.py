@@ -46,7 +46,7 @@ def gw(tmp_path_factory):
 
 
 def test_a_prompt_too_long_for_the_2k_target_is_served_by_the_8k_fallback(gw):
-    prompt = "Repeat after me. " + "apple " * 3000  # about 3000 tokens: past 2048, within 8192
+    prompt = "Repeat after me. " + "apple " * 2200  # about 2200 tokens: past 2048, within 8192
     body = {"model": "long", "max_tokens": 2, "messages": [{"role": "user", "content": prompt}]}
     started = time.monotonic()
     resp = httpx.post(gw.url + "/v1/chat/completions", json=body, timeout=600)
