@@ -28,7 +28,7 @@ routes:
     promotion:
       smoke:
         - {{messages: [{{role: user, content: "Say hello."}}], max_tokens: 4, check: {{type: regex, value: '\\S'}}}}
-      eval: {{suite: arithmetic, limit: 2, threshold: 0, tolerance: 1}}  # tiny models: the gate runs, not judges
+      eval: {{suite: arithmetic, limit: 2, max_tokens: 16, threshold: 0, tolerance: 1}}  # tiny models: the gate runs, not judges
       canary: [50]
       step_seconds: 3
       watch_seconds: 3

@@ -24,6 +24,7 @@ class EvalGate(_Strict):
         "measured in the same promotion.",
     )
     limit: int | None = Field(None, ge=1, description="Only the first N items (a quicker gate).")
+    max_tokens: int | None = Field(None, ge=1, description="Cap every item's max_tokens at N (a quicker gate).")
 
 
 class PromotionSpec(_Strict):

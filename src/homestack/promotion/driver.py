@@ -211,7 +211,10 @@ class Promotions:
             p.phase = "eval"
             started = time.monotonic()
             name, items = await asyncio.to_thread(load, gate.suite)
-            report = await self._ask({name: items[: gate.limit]}, [p.candidate, p.current])
+            cap = gate.max_tokens
+            items = [i.model_copy(update={"max_tokens": min(i.max_tokens, cap or i.max_tokens)})
+                     for i in items[: gate.limit]]
+            report = await self._ask({name: items}, [p.candidate, p.current])
             scores = {model: report[model][name]["score"] for model in (p.candidate, p.current)}
             why = decide.gate(scores[p.candidate], scores[p.current], gate.threshold, gate.tolerance)
             self.history.append(p.event("gate", gate="eval", suite=name, passed=why is None, scores=scores,
