@@ -4,7 +4,7 @@ It answers every chat completion with a fixed reply, streamed or not, after
 ``fake_sleep`` seconds if the request says so; ``GET /stats`` tells the most
 requests it served at once.
 Run: python tests/fake_openai.py --port PORT [--startup-delay SECONDS] [--stop-delay SECONDS] [--tag TAG]
-[--api-key KEY] [--fail-status STATUS]
+[--api-key KEY] [--fail-status STATUS] [--fail-after N] [--reply TEXT]
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ REPLY = "hello from fake"
 _inflight = {"now": 0, "max": 0}
 _lock = threading.Lock()
 FAIL_STATUS = 0  # --fail-status: every POST answers this status
+FAIL_AFTER = None  # --fail-after N: POSTs after the first N answer 500 (a model that breaks under traffic)
+_served = {"posts": 0}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -66,8 +68,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def _answer(self, body):
         auth = self.headers.get("Authorization")
-        if FAIL_STATUS:  # a runner that is overloaded or broken
-            self._json(FAIL_STATUS, {"error": {"message": f"failing with {FAIL_STATUS}", "type": "server_error"}})
+        with _lock:
+            _served["posts"] += 1
+            broken = FAIL_AFTER is not None and _served["posts"] > FAIL_AFTER
+        if FAIL_STATUS or broken:  # a runner that is overloaded or broken
+            status = FAIL_STATUS or 500
+            self._json(status, {"error": {"message": f"failing with {status}", "type": "server_error"}})
             return
         if body.get("fake_reject"):  # as some APIs do: the refused key, echoed in the error
             self._json(401, {"error": {"message": f"Incorrect API key provided: {auth}", "type": "invalid_request_error"}})
@@ -111,9 +117,12 @@ def main():
     parser.add_argument("--api-key", help="ignored; a secret on the command line, as real servers take one")
     parser.add_argument("--stop-delay", type=float, default=0, help="seconds between SIGTERM and exiting")
     parser.add_argument("--fail-status", type=int, default=0, help="answer every POST with this HTTP status")
+    parser.add_argument("--fail-after", type=int, help="answer 500 to every POST after the first N")
+    parser.add_argument("--reply", help="the answer's text (default: hello from fake)")
     args = parser.parse_args()
-    global FAIL_STATUS
-    FAIL_STATUS = args.fail_status
+    global FAIL_STATUS, FAIL_AFTER, REPLY
+    FAIL_STATUS, FAIL_AFTER = args.fail_status, args.fail_after
+    REPLY = args.reply or REPLY
     if args.stop_delay:
         signal.signal(signal.SIGTERM, lambda *_: (time.sleep(args.stop_delay), os._exit(0)))
     time.sleep(args.startup_delay)

@@ -97,7 +97,7 @@ def test_every_cli_command_in_the_readme_parses():
 
 def test_fleet_file_examples_validate(tmp_path):
     examples = _blocks("yaml")
-    assert len(examples) == 5  # two fleet files, the routes example, the keys example, peers
+    assert len(examples) == 6  # two fleet files, the routes example, the promotion example, the keys example, peers
     for example in examples:
         path = tmp_path / "fleet.yaml"
         path.write_text(example)
@@ -141,6 +141,7 @@ def _get_route_checks(default_gateway) -> dict[str, object]:
         "/admin/plan": lambda r: r.json()["devices"][0]["id"] == "cpu" and {m["name"] for m in r.json()["models"]} == {
             "smollm2-135m-instruct", "gemma-3-270m", "minilm-l6-v2"},
         "/admin/requests": lambda r: isinstance(r.json()["requests"], list),
+        "/admin/history": lambda r: isinstance(r.json()["events"], list) and r.json()["active"] == {},
     }
 
 

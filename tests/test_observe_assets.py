@@ -28,7 +28,7 @@ KEY = "scrape-key"
 # test_lifecycle.py, swaps in test_scheduler.py, load failures in test_lifecycle.py.
 NO_SAMPLES_YET = {
     "homestack_evictions_total", "homestack_swaps_total", "homestack_model_load_failures_total",
-    "homestack_runner_restarts_total",
+    "homestack_runner_restarts_total", "homestack_promotion_rollbacks_total",
 }
 
 
@@ -147,7 +147,7 @@ def test_alert_rules_pass_promtool_check_and_unit_tests(promtool):
 def test_every_alert_has_a_test_that_fires_it_and_metadata():
     rules = yaml.safe_load(RULES.read_text())
     alerts = [rule for group in rules["groups"] for rule in group["rules"]]
-    assert len(alerts) == 8
+    assert len(alerts) == 9
     for rule in alerts:
         assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
         assert {"summary", "description"} <= set(rule["annotations"]), rule["alert"]

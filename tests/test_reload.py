@@ -123,3 +123,25 @@ def test_reload_under_load_keeps_every_request_and_untouched_runners(tmp_path):
             print(f"  {name}: {seconds:.2f} s (incl. 1 s of traffic after), {requests} requests meanwhile")
     finally:
         gw.stop()
+
+
+def test_serve_watch_reloads_when_the_fleet_file_changes(tmp_path):
+    gw = GatewayProcess(tmp_path / "gw", _fleet(with_d=False), args=("--watch",))
+    fleet_file = gw.home / "fleet.yaml"
+    try:
+        httpx.post(gw.url + "/admin/models/a/load", timeout=60).raise_for_status()
+        pid = gw.running()["a"]["pid"]
+        started = time.monotonic()
+        fleet_file.write_text(_fleet(weights="{a: 1, b: 0}"))  # d added, a route's weights changed
+        wait_until(lambda: "d" in gw.running(all=True), 30, message="d added by the watcher")
+        seconds = time.monotonic() - started
+        fleet_file.write_text(_fleet(route_extra=", fallbacks: [gone]"))  # invalid: refused, the fleet serves on
+        wait_until(lambda: "reload refused" in gw.stderr(), 30, message="the refusal on stderr")
+        assert "routes.chat.fallbacks.0: unknown target 'gone'" in gw.stderr()
+        resp = httpx.post(gw.url + "/v1/chat/completions", timeout=60,
+                          json={"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+        assert resp.status_code == 200 and resp.headers["x-homestack-model"] == "a"  # weights {a: 1, b: 0} kept
+        assert gw.running()["a"]["pid"] == pid
+        print(f"\nserve --watch: the edit applied {seconds:.1f}s after it was written")
+    finally:
+        gw.stop()

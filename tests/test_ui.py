@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import re
 import sys
 from urllib.parse import urlsplit
@@ -76,6 +77,9 @@ def _cell(page: Page, model: str, column: str):
 def test_status_page_shows_the_fleet_and_loads_and_unloads(gateway_factory, open_ui, capsys):
     gw = gateway_factory(_fleet("alpha", "beta"))
     assert httpx.post(gw.url + "/v1/chat/completions", json={"model": "alpha", **CHAT}, timeout=30).status_code == 200
+    rollback = {"at": "2026-01-02T03:04:05Z", "event": "rolled_back", "promotion": "p1", "route": "chat",
+                "from": "alpha", "to": "beta", "who": "ops", "reason": "error_rate", "detail": "candidate error rate 40%"}
+    (gw.home / "data" / "promotions.jsonl").write_text(json.dumps(rollback) + "\n")  # as a promotion records it
 
     page, problems = open_ui(gw.url)
     expect(_badge(page, "alpha")).to_have_text("ready")
@@ -86,6 +90,8 @@ def test_status_page_shows_the_fleet_and_loads_and_unloads(gateway_factory, open
     expect(device).to_contain_text("400 MiB estimated")
     expect(device).to_contain_text("1000 MiB budget")
     expect(page.locator("#requests tbody tr").first).to_contain_text("alpha")
+    expect(page.locator("#promotions tbody tr").first).to_contain_text("rolled_back")
+    expect(page.locator("#promotions tbody tr").first).to_contain_text("error_rate; candidate error rate 40%")
     expect(_cell(page, "alpha", "rate")).to_have_text("0.03")  # 2 tokens out in the last minute / 60 s
     expect(page.locator("#log")).to_contain_text("alpha is ready")
     expect(_cell(page, "alpha", "measured")).to_have_text(re.compile(r"\d+(\.\d)? [KM]iB"))  # sampled every 2 s

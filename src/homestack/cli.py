@@ -31,7 +31,7 @@ def _serve(args: argparse.Namespace) -> None:
         knowledge["port"] = args.knowledge_port
     if knowledge:
         fleet = fleet.model_copy(update={"knowledge": fleet.knowledge.model_copy(update=knowledge)})
-    serve(fleet, args.config, no_auth=args.no_auth)
+    serve(fleet, args.config, no_auth=args.no_auth, watch=args.watch)
 
 
 def _capacity(config: str | None):
@@ -244,6 +244,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--knowledge-port", type=int, metavar="PORT", help="knowledge service port (default 8081; 0: any)")
     p.add_argument("--no-knowledge", action="store_true", help="do not start the knowledge service")
     p.add_argument("--locked", action="store_true", help="refuse to start when the fleet drifted from homestack.lock")
+    p.add_argument("--watch", action="store_true", help="reload the fleet file whenever it changes (as SIGHUP does)")
 
     p = command("check", _check, "Validate a fleet file.")
     p.add_argument("file", metavar="FILE")
@@ -296,7 +297,7 @@ def _parser() -> argparse.ArgumentParser:
     knowledge_cli.register_kb(command)
     keys_cli.register(command)
     backup.register(command)
-    for module in ("bench", "evals", "artifacts", "cost"):
+    for module in ("bench", "evals", "artifacts", "cost", "promotion"):
         importlib.import_module(f".{module}.cli", __package__).register(command)
     return parser
 

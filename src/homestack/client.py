@@ -22,8 +22,11 @@ class GatewayClient:
         self.url = (url or os.environ.get("HOMESTACK_URL") or DEFAULT_URL).rstrip("/")
         self.api_key = api_key or os.environ.get("HOMESTACK_API_KEY")
 
-    def _open(self, method: str, path: str, timeout: float | None = 600):
-        request = urllib.request.Request(self.url + path, method=method)
+    def _open(self, method: str, path: str, timeout: float | None = 600, body: Any = None):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, method=method, data=data)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
         if self.api_key:
             request.add_header("Authorization", f"Bearer {self.api_key}")
         try:
@@ -36,8 +39,8 @@ class GatewayClient:
                 "(set HOMESTACK_URL or --url for another address)"
             ) from None
 
-    def json(self, method: str, path: str) -> Any:
-        with self._open(method, path) as resp:
+    def json(self, method: str, path: str, body: Any = None) -> Any:
+        with self._open(method, path, body=body) as resp:
             return json.loads(resp.read())
 
     def text(self, path: str) -> str:

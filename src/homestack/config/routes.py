@@ -11,6 +11,8 @@ from collections.abc import Collection, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .promotion import PromotionSpec
+
 # What keeps a caller on one target: the API key's name, the request's `user`
 # (or Anthropic `metadata.user_id`), a header, or nothing (each request drawn anew).
 _STICKY = re.compile(r"^(key|user|none|header:[A-Za-z0-9-]+)$")
@@ -37,6 +39,9 @@ class RouteSpec(BaseModel):
     fallbacks: list[str] = Field(
         default_factory=list,
         description="Tried in order when the chosen target cannot serve and nothing was sent yet.",
+    )
+    promotion: PromotionSpec = Field(
+        default_factory=PromotionSpec, description="How `homestack promote` tests a new target and moves traffic.",
     )
 
     @field_validator("targets")

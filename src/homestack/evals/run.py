@@ -100,10 +100,12 @@ async def _suite(client, items: list[Item], model: str, options: Options, limit,
     }
 
 
-async def run(suites: dict[str, list[Item]], models: list[str], options: Options, advance) -> dict:
-    """model -> suite -> score, passed, items, latency, determinism and per-item results."""
+async def run(suites: dict[str, list[Item]], models: list[str], options: Options, advance,
+              transport: httpx.AsyncBaseTransport | None = None) -> dict:
+    """model -> suite -> score, passed, items, latency, determinism and per-item results (``transport``: e.g.
+    an app in process, as a promotion's gate asks its own gateway)."""
     limit = asyncio.Semaphore(options.concurrency)
-    async with httpx.AsyncClient(timeout=options.timeout) as client:
+    async with httpx.AsyncClient(timeout=options.timeout, transport=transport) as client:
         report = {}
         for model in models:  # one model at a time: on a swapping gateway, models do not fight for memory
             names = list(suites)

@@ -16,7 +16,7 @@ _FOLLOW_HEARTBEAT = 15.0  # seconds between SSE comments, so proxies keep the st
 
 
 async def running(services: Services, req: Request) -> None:
-    everything = _flag(_query(req), "all")
+    everything = _flag(query_params(req), "all")
     scheduler = services.scheduler
     counters = [
         {"event": event, "model": model, "reason": reason, "count": count}
@@ -29,7 +29,7 @@ async def running(services: Services, req: Request) -> None:
 
 
 async def requests(services: Services, req: Request) -> None:
-    limit = _number(_query(req), "limit", 50)
+    limit = whole_number(query_params(req), "limit", 50)
     body = orjson.dumps({"requests": services.request_log.latest(limit)})
     await send_response(req.send, 200, body, headers=req.headers)
 
@@ -59,8 +59,8 @@ async def reload(services: Services, req: Request) -> None:
 
 async def logs(services: Services, req: Request) -> None:
     runner = services.scheduler.resolve(req.params["name"])
-    query = _query(req)
-    lines = _number(query, "lines", 100)
+    query = query_params(req)
+    lines = whole_number(query, "lines", 100)
     if _flag(query, "follow"):
         await _follow(runner.log, lines, req.send, req.receive, req.headers)
     else:
@@ -68,7 +68,7 @@ async def logs(services: Services, req: Request) -> None:
         await send_response(req.send, 200, text + (b"\n" if text else b""), b"text/plain; charset=utf-8", req.headers)
 
 
-def _query(req: Request) -> dict[str, list[str]]:
+def query_params(req: Request) -> dict[str, list[str]]:
     return parse_qs(req.query.decode("latin-1"))
 
 
@@ -76,7 +76,7 @@ def _flag(query: dict[str, list[str]], name: str) -> bool:
     return query.get(name, ["0"])[0] in ("1", "true", "yes")
 
 
-def _number(query: dict[str, list[str]], name: str, default: int) -> int:
+def whole_number(query: dict[str, list[str]], name: str, default: int) -> int:
     raw = query.get(name, [str(default)])[0]
     try:
         return max(0, int(raw))

@@ -18,6 +18,7 @@ from ..config import FleetConfig
 from ..errors import HomestackError
 from ..observe import RequestLog, RequestRecord
 from ..observe.metrics import Metrics
+from ..promotion.metrics import PromotionCollector
 from ..peers.directory import PeerDirectory
 from ..scheduler import Scheduler
 from .asgi import Receive, Scope, Send, send_error
@@ -25,7 +26,8 @@ from ..keys import Key, KeyRing, Role
 from .auth import Auth
 from .context import KnowledgeTarget, Request, Services
 from .knowledge import KnowledgeSupervisor, new_token, token_header
-from .reload import on_hangup
+from ..promotion.driver import Promotions
+from .reload import on_hangup, reload_fleet, watch_fleet_file
 from .routes import SURFACES, RouteTable, routes
 from .surfaces import Surface
 from .surfaces.openai import OPENAI
@@ -63,10 +65,15 @@ class GatewayApp:
             fleet_file=fleet_file,
             peers=PeerDirectory.for_fleet(fleet) if fleet.peers else None,
         )
+        self.services.promotions = Promotions(self.services, self, reload_fleet)
+        request_log.listeners.append(self.services.promotions.observe)
+        if metrics is not None:
+            metrics.registry.register(PromotionCollector(self.services))
         self.routes = RouteTable(routes(metrics=metrics is not None, metrics_role=Role(fleet.metrics_access)))
         self.supervisor: KnowledgeSupervisor | None = None
         self.on_started: Callable[[], None] | None = None  # e.g. print the banner
         self.reload_on_hangup = False  # SIGHUP reloads the fleet file (the served gateway; not in-process tests)
+        self.watch_fleet = False  # `serve --watch`: a change to the fleet file reloads it
 
     @property
     def scheduler(self) -> Scheduler:
@@ -85,8 +92,14 @@ class GatewayApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await services.scheduler.start(services.upstream.status)
+                for ended in services.promotions.resume():
+                    print(f"homestack: promotion {ended['promotion']} of route {ended['route']} ({ended['from']} -> "
+                          f"{ended['to']}) {ended['event']}: {ended['detail']}", file=sys.stderr, flush=True)
                 if self.reload_on_hangup:
                     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_hangup, services)
+                if self.watch_fleet and services.fleet_file is not None:
+                    watcher = asyncio.get_running_loop().create_task(watch_fleet_file(services))
+                    services.background.add(watcher)
                 if services.peers is not None:
                     services.peers.start(services.upstream)
                 if self.supervisor is not None:
@@ -95,6 +108,9 @@ class GatewayApp:
                     self.on_started()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                services.promotions.close()  # unfinished: the next start records them aborted
+                for task in list(services.background):
+                    task.cancel()
                 if self.supervisor is not None:
                     await self.supervisor.close()
                 if services.peers is not None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..config import FleetConfig
+from ..config.routes import RouteSpec
 from ..observe import RequestLog, RequestRecord
 from ..scheduler import Scheduler
 from .asgi import Headers, Receive, Scope, Send
@@ -49,6 +51,18 @@ class Services:
     background: set[asyncio.Task[Any]] = field(default_factory=set)  # tasks nobody awaits (a SIGHUP's reload)
     peers: "PeerDirectory | None" = None  # other gateways, for models not held here
     responses: "ResponseStore | None" = None  # stored Responses answers, made on first use
+    # A promotion's weights for its route, over the fleet file's (in memory only: a restart drops them).
+    route_weights: dict[str, dict[str, float]] = field(default_factory=dict)
+    promotions: Any = None  # promotion.driver.Promotions (which uses these services: named, not imported)
+
+    def routes(self) -> Mapping[str, RouteSpec]:
+        """The routes requests resolve with now: the fleet file's, with any promotion's weights."""
+        routes = self.fleet.routes
+        if not self.route_weights:
+            return routes
+        moved = {name: routes[name].model_copy(update={"targets": weights})
+                 for name, weights in self.route_weights.items() if name in routes}
+        return {**routes, **moved}
 
 
 class Request:

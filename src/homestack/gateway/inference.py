@@ -77,7 +77,7 @@ def resolve_target(services: Services, req: Request, payload: dict[str, Any]) ->
     """The runners to try for the request's model, in order: its own for a model; for a route (a
     virtual model) the target its caller lands on, then the fallbacks. ModelNotFound for neither."""
     name = req.record.model
-    routes = services.fleet.routes
+    routes = services.routes()
     route = routes.get(name)
     if route is None:
         return [services.scheduler.resolve(name)]

@@ -23,6 +23,7 @@ _QUERY: dict[str, tuple[tuple[str, dict[str, Any]], ...]] = {
     "/admin/running": (("all", _FLAG),),
     "/admin/requests": (("limit", _COUNT),),
     "/admin/logs/{name}": (("lines", _COUNT),),
+    "/admin/history": (("route", {"type": "string"}), ("limit", _COUNT)),
 }
 _SUMMARIES = {
     "/v1/models": "List the models", "/v1/models/{name}": "One model, by name or alias",
@@ -32,6 +33,9 @@ _SUMMARIES = {
     "/admin/running": "Runners and their state", "/admin/requests": "Recent requests",
     "/admin/plan": "The memory plan", "/admin/models/{name}/load": "Load a model",
     "/admin/models/{name}/unload": "Unload a model", "/admin/logs/{name}": "A runner's log",
+    "/admin/reload": "Reload the fleet file", "/admin/routes/{name}/promote": "Promote a model behind a route",
+    "/admin/routes/{name}/rollback": "Roll a route back to its previous target",
+    "/admin/history": "Promotions, gates, steps and rollbacks",
 }
 
 

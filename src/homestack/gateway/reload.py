@@ -9,6 +9,7 @@ until a restart.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from typing import Any
 
@@ -19,6 +20,7 @@ from .context import Services
 
 # Settings a running gateway keeps until it restarts (its socket, its files, its child service).
 _KEPT = ("host", "port", "tls_cert", "tls_key", "data_dir", "knowledge")
+WATCH_INTERVAL = 1.0  # seconds between looks at the fleet file under `serve --watch`
 
 
 async def reload_fleet(services: Services) -> dict[str, Any]:
@@ -44,19 +46,48 @@ def _prepare(source: str | None, running: FleetConfig, services: Services) -> tu
 
 def on_hangup(services: Services) -> None:
     """SIGHUP: reload, and say on stderr what changed, or why nothing did."""
-
-    async def run() -> None:
-        try:
-            result = await reload_fleet(services)
-        except ConfigError as exc:
-            print(f"homestack: reload refused, still serving the previous fleet: {exc.message}", file=sys.stderr,
-                  flush=True)
-            return
-        print(f"homestack: reloaded {summary(result)}", file=sys.stderr, flush=True)
-
-    task = asyncio.get_running_loop().create_task(run())
+    task = asyncio.get_running_loop().create_task(_reload_and_say(services))
     services.background.add(task)
     task.add_done_callback(services.background.discard)
+
+
+async def _reload_and_say(services: Services) -> None:
+    try:
+        result = await reload_fleet(services)
+    except ConfigError as exc:
+        print(f"homestack: reload refused, still serving the previous fleet: {exc.message}", file=sys.stderr,
+              flush=True)
+        return
+    print(f"homestack: reloaded {summary(result)}", file=sys.stderr, flush=True)
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:  # being replaced, or gone: wait for it
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+async def watch_fleet_file(services: Services, interval: float = WATCH_INTERVAL) -> None:
+    """`serve --watch`: reload whenever the fleet file changes (its time or size), as SIGHUP does.
+
+    Polling, not inotify: editors replace files by rename, which a watch on the old inode misses,
+    and a stat a second costs nothing. A change is applied once it has stood still for a poll, so
+    an editor's half-written file is not read."""
+    path = services.fleet_file
+    assert path is not None
+    seen = _stamp(path)
+    while True:
+        await asyncio.sleep(interval)
+        now = _stamp(path)
+        if now is None or now == seen:
+            continue
+        await asyncio.sleep(interval)
+        if _stamp(path) != now:  # still being written
+            continue
+        seen = now
+        await _reload_and_say(services)
 
 
 def summary(result: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Iterable
 
 from ..errors import MethodNotAllowed, NotFound
-from . import admin, handlers, knowledge, openapi, stored_responses, ui
+from . import admin, handlers, knowledge, openapi, promote, stored_responses, ui
 from ..keys import Role
 from .context import Request, Services
 from .asgi import send_response
@@ -85,6 +85,9 @@ def routes(metrics: bool = True, metrics_role: Role = Role.ANY) -> list[Route]:
         Route("POST", "/admin/models/{name}/unload", Role.ADMIN, admin.unload),
         Route("GET", "/admin/logs/{name}", Role.ADMIN, admin.logs),
         Route("POST", "/admin/reload", Role.ADMIN, admin.reload),
+        Route("POST", "/admin/routes/{name}/promote", Role.ADMIN, promote.promote),
+        Route("POST", "/admin/routes/{name}/rollback", Role.ADMIN, promote.rollback),
+        Route("GET", "/admin/history", Role.ADMIN, promote.history),
         # The knowledge service's API, relayed unchanged: reads need knowledge-read; writes, backups
         # (every document's text) and restores knowledge-write.
         *(Route(method, _KNOWLEDGE + path, role, knowledge.relay) for method, path, role in (

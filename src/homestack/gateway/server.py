@@ -54,8 +54,11 @@ def _check_data_dir(fleet: FleetConfig) -> None:
     check_state_dir(fleet.data_dir)
 
 
-def serve(fleet: FleetConfig, config: str | None, no_auth: bool = False) -> None:
-    """Serve ``fleet`` (read from the file ``config``, or the embedded default when None)."""
+def serve(fleet: FleetConfig, config: str | None, no_auth: bool = False, watch: bool = False) -> None:
+    """Serve ``fleet`` (read from the file ``config``, or the embedded default when None); ``watch``:
+    reload the file whenever it changes."""
+    if watch and config is None:
+        raise ConfigError("--watch needs a fleet file to watch: give --config FILE")
     check_exposure(fleet, no_auth)
     _check_data_dir(fleet)
     scheduler = Scheduler.build(fleet, config or DEFAULT_FLEET)
@@ -64,6 +67,7 @@ def serve(fleet: FleetConfig, config: str | None, no_auth: bool = False) -> None
     knowledge_url = f"http://{knowledge.host}:{knowledge_port}" if knowledge_port else None
     gateway = GatewayApp(fleet, scheduler, knowledge_url=knowledge_url, fleet_file=config)
     gateway.reload_on_hangup = True
+    gateway.watch_fleet = watch
     sock = bind(fleet.host, fleet.port)
     host = sock.getsockname()[0]
     url = url_of(sock, "https" if fleet.tls_cert else "http")

@@ -12,7 +12,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Callable, Protocol
 
 import orjson
 
@@ -81,12 +81,16 @@ class RequestLog:
         self._max_pending = max_pending
         self.recent: deque[dict[str, Any]] = deque(maxlen=recent)  # the latest entries, for /admin/requests
         self.metrics: RecordSink | None = None  # fed from the writer thread
+        # Called with each finished record on the event loop (a promotion's stage windows): keep them quick.
+        self.listeners: list[Callable[[RequestRecord], None]] = []
         self.dropped = 0
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._drain, name="homestack-request-log", daemon=True)
         self._thread.start()
 
     def write(self, rec: RequestRecord) -> None:
+        for listener in self.listeners:
+            listener(rec)
         if len(self._pending) >= self._max_pending:
             self.dropped += 1
             return

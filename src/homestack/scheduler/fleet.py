@@ -15,7 +15,6 @@ an event when someone waits; that is what ``decide`` would answer anyway.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import re
 import sys
 import time
@@ -26,11 +25,9 @@ from typing import Callable
 
 from ..config import FleetConfig
 from ..errors import ClientClosed, Conflict, HomestackError, ModelNotFound, RunnerError, TooManyRequests
-from ..planner import CapacityPlan, GpuProvider, build_plan, probe_devices
+from ..planner import CapacityPlan, GpuProvider, probe_devices
 from ..planner.devices import process_memory
 from ..runners import HealthProbe, Runner, State
-from ..runners.kinds import LaunchPlan
-from ..runners.launch import plan_fleet
 
 _GLOB = re.compile(r"[*?\[]")
 from .decide import UNLOAD_DRAIN, decide
@@ -40,7 +37,7 @@ from .messages import (
     LoadCancelled, LoadFailed, LoadFinished, Note, Queued, RefuseUnload, Reject, Released, Reschedule, RetryAt,
     RunnerStopped, SetYielding, StartLoad, Tick,
 )
-from .reconfig import RELOAD_DRAIN, diff
+from .reloader import Reloading, plan_with_devices
 from .state import FleetState, Settings
 
 _TICK = 0.25  # seconds between passes when nothing wakes the task (TTL, max_wait, min_residency)
@@ -48,7 +45,7 @@ _SAMPLE_EVERY = 2.0  # seconds between resident-memory samples
 _EVENT_LOG = 512  # residency events kept: enough for a test or an operator to replay recent swaps
 
 
-class Scheduler:
+class Scheduler(Reloading):
     def __init__(self, runners: dict[str, Runner], capacity: CapacityPlan, fleet: FleetConfig,
                  gpus: GpuProvider | None = None):
         self.runners = runners
@@ -85,7 +82,7 @@ class Scheduler:
     @classmethod
     def build(cls, fleet: FleetConfig, source: str, gpus: GpuProvider | None = None) -> "Scheduler":
         """Plan every runner and its memory now, so problems surface at start-up, all at once."""
-        capacity, plans = _plan(fleet, source, gpus)
+        capacity, plans = plan_with_devices(fleet, source, gpus)
         runners = {name: Runner(name, spec, fleet, plans[name]) for name, spec in fleet.models.items()}
         return cls(runners, capacity, fleet, gpus)
 
@@ -156,66 +153,6 @@ class Scheduler:
         self._feed(AdminUnload(runner.name))  # raises Conflict for a pinned model
         await runner.stop(drain=UNLOAD_DRAIN)
         return runner
-
-    def plan(self, fleet: FleetConfig, source: str) -> tuple[CapacityPlan, dict[str, LaunchPlan]]:
-        """The new fleet's plans; a ConfigError if they do not work. Blocking work: run it in a thread."""
-        return _plan(fleet, source, self.gpus)
-
-    def reconfigure(self, fleet: FleetConfig,
-                    planned: tuple[CapacityPlan, dict[str, LaunchPlan]]) -> dict[str, list[str]]:
-        """Take a new fleet (planned by ``plan``): unchanged models keep their runners, queues and requests;
-        changed ones drain and start again with the new settings; removed ones drain and stop; new ones
-        are added."""
-        capacity, plans = planned
-        old = {name: _launch_settings(self.fleet, name, r.plan) for name, r in self.runners.items()}
-        changes = diff(old, {name: _launch_settings(fleet, name, plans[name]) for name in fleet.models})
-        self.capacity, self.fleet = capacity, fleet
-        s = fleet.scheduling
-        self._settings = Settings(s.queue_depth, s.max_wait, s.min_residency)
-        for name in changes.removed:
-            self._remove(name)
-        for name in changes.added:
-            self.runners[name] = runner = Runner(name, fleet.models[name], fleet, plans[name])
-            self._entries[name] = Entry(runner, capacity.models[name])
-            if self._probe is not None:
-                self._bind(runner)
-        for name in changes.changed:
-            self._restart(self._entries[name], fleet, plans[name])
-        for name, entry in self._entries.items():
-            entry.plan = capacity.models[name]
-        self._by_name = {alias: r for r in self.runners.values() for alias in (r.name, *r.spec.aliases)}
-        self._wakeup.set()
-        return changes.to_dict()
-
-    def _remove(self, name: str) -> None:
-        entry = self._entries.pop(name)
-        runner = self.runners.pop(name)
-        self._on_stop.pop(name, None)
-        self._yielding -= {name}
-        self._queued -= len(entry.queue)
-        self._fail_waiters(FailWaiters(name, ModelNotFound(f"model {name!r} was removed from the fleet",
-                                                           param="model")), entry)
-        runner.cancel_requested = True  # a load in progress ends at its next health check
-        runner.on_stopped = None
-        self._spawn(self._retire(runner))
-
-    async def _retire(self, runner: Runner) -> None:
-        await runner.stop(drain=RELOAD_DRAIN)
-        runner.log.close()
-
-    def _restart(self, entry: Entry, fleet: FleetConfig, plan) -> None:
-        runner = entry.runner
-        spec = fleet.models[runner.name]
-
-        def take_settings() -> None:
-            runner.reconfigure(spec, fleet, plan)
-            entry.limit = spec.max_concurrency or runner.slots
-
-        if runner.state is State.STOPPED:
-            take_settings()
-        else:  # new requests queue meanwhile; the next start uses the new settings
-            self._on_stop[runner.name] = take_settings
-            self._spawn(runner.stop(drain=RELOAD_DRAIN))
 
     # -- reports --------------------------------------------------------------------------------
 
@@ -431,20 +368,3 @@ class Scheduler:
         task.add_done_callback(self._background.discard)
         return task
 
-
-def _plan(fleet: FleetConfig, source: str, gpus: GpuProvider | None) -> tuple[CapacityPlan, dict[str, LaunchPlan]]:
-    """The capacity plan and each model's launch plan (with the device the capacity plan chose)."""
-    launch = plan_fleet(fleet, source)
-    capacity = build_plan(fleet, launch, probe_devices(gpus), source)
-    plans = {}
-    for name, plan in launch.items():
-        env = capacity.models[name].env
-        # the device the plan chose; the model's own env: wins
-        plans[name] = dataclasses.replace(plan, env={**env, **plan.env}) if env else plan
-    return capacity, plans
-
-
-def _launch_settings(fleet: FleetConfig, name: str, plan: LaunchPlan) -> tuple:
-    """Everything a model's runner is started with: equal means a reload leaves the runner alone."""
-    spec = fleet.models[name]
-    return spec, plan, fleet.ttl_for(spec), fleet.startup_timeout_for(spec), fleet.data_dir

@@ -6,6 +6,7 @@ const POLL_MS = 1000;
 const RETRY_MS = 2000;
 const KEY_STORAGE = "homestack.adminKey";
 const REQUESTS_FETCHED = 200; // the most the gateway keeps for /admin/requests
+const PROMOTION_EVENTS_SHOWN = 20; // the latest promotion events, newest first
 const REQUESTS_SHOWN = 15;
 const RATE_WINDOW_S = 60;
 const LOG_TAIL = 200;
@@ -23,6 +24,8 @@ const ui = {
   devices: $("devices"),
   requestsBody: document.querySelector("#requests tbody"),
   requestsEmpty: $("requests-empty"),
+  promotionsBody: document.querySelector("#promotions tbody"),
+  promotionsEmpty: $("promotions-empty"),
   logSelect: $("log-model"),
   log: $("log"),
 };
@@ -96,15 +99,17 @@ async function poll() {
   state.polling = true;
   let next = POLL_MS;
   try {
-    const [running, plan, requests] = await Promise.all([
+    const [running, plan, requests, history] = await Promise.all([
       getJSON("/admin/running?all=1"),
       getJSON("/admin/plan"),
       getJSON(`/admin/requests?limit=${REQUESTS_FETCHED}`),
+      getJSON(`/admin/history?limit=${PROMOTION_EVENTS_SHOWN}`),
     ]);
     const rates = tokenRates(requests.requests);
     renderFleet(running.running, rates);
     renderDevices(plan.devices);
     renderRequests(requests.requests);
+    renderPromotions(history);
     renderLogChoices(running.running);
     const ready = running.running.filter((m) => m.state === "ready").length;
     setStatus(`Connected: ${running.running.length} models, ${ready} ready.`);
@@ -374,6 +379,30 @@ function renderRequests(entries) {
     return tr;
   });
   ui.requestsBody.replaceChildren(...rows);
+}
+
+// ---- promotions -----------------------------------------------------------------------------
+
+function renderPromotions(history) {
+  const running = Object.entries(history.active).map(([route, p]) => ({
+    at: "now", route, event: `${p.phase} ${p.share}%`, from: p.from, to: p.to, who: "", detail: "running",
+  }));
+  const rows = [...running, ...history.events.slice().reverse()].map((e) => {
+    const tr = el("tr");
+    const scores = e.scores ? Object.entries(e.scores).map(([m, s]) => `${m} ${s.toFixed(2)}`).join(", ") : "";
+    const step = e.event === "step" ? `${e.kind} ${e.share}% for ${e.seconds}s` : "";
+    tr.append(
+      el("td", { text: e.at }),
+      el("td", { text: e.route || "—" }),
+      el("td", { className: `event-${e.event}`, text: e.gate ? `${e.event} ${e.gate}` : e.event }),
+      el("td", { text: `${e.from ?? "—"} → ${e.to ?? "—"}` }),
+      el("td", { text: e.who || "—" }),
+      el("td", { text: [e.reason, e.detail, scores, step].filter(Boolean).join("; ") || "—" }),
+    );
+    return tr;
+  });
+  ui.promotionsEmpty.hidden = rows.length > 0;
+  ui.promotionsBody.replaceChildren(...rows);
 }
 
 // ---- the runner log ---------------------------------------------------------------------

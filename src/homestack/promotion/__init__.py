@@ -1,0 +1,1 @@
+"""Blue-green promotion of a route's target: gates, canary steps, automatic rollback, history."""
