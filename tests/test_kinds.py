@@ -61,6 +61,28 @@ def test_runner_slots_metrics_and_readiness_come_from_its_kind(tmp_path, yaml, s
     assert runner.upstream_headers == (b"Authorization: Bearer k\r\n" if remote else b"")
 
 
+@pytest.mark.parametrize("yaml, busy, ready", [
+    ("{runner: llama.cpp, model: m.gguf}", "0.00.555 I cmn init: llama threadpool init, n_threads = 2",
+     "0.01.962.081 I srv  llama_server: model loaded"),
+    ("{runner: embeddings, model: m}", "Batches: 100%", "embeddings: loaded /m in 1.2 s"),
+])
+def test_a_load_is_checked_as_soon_as_the_runner_logs_its_ready_line(tmp_path, yaml, busy, ready):
+    (tmp_path / "f.yaml").write_text(f"data_dir: {tmp_path}\nmodels:\n  m: {yaml}\n")
+    fleet = load_fleet(tmp_path / "f.yaml")
+    runner = Runner("m", fleet.models["m"], fleet, LaunchPlan(kind_for(fleet.models["m"]), "test"))
+
+    async def main() -> None:
+        lines = runner.log.follow()
+        wait = asyncio.ensure_future(runner._ready_line_or(lines, 600))  # the poll interval: far away
+        runner.log.write(busy)
+        await asyncio.sleep(0.05)
+        assert not wait.done()  # any other line leaves the wait alone
+        runner.log.write(ready)
+        await asyncio.wait_for(wait, 60)  # the health check runs now, not in 600 s
+
+    asyncio.run(main())
+
+
 # A kind that is not in the registry: tests/fake_openai.py as a runner with its own key.
 class EchoModel(ProcessConfig):
     runner: Literal["echo"]

@@ -11,6 +11,7 @@ its union): fleet-wide settings arrive as ``FleetSettings``, plain attributes.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol
@@ -110,6 +111,8 @@ class RunnerKind:
     config: ClassVar[type[KindConfig]]  # its model: `runner: Literal[name]` tags the schema's union
     metrics_path: ClassVar[str | None] = None  # its Prometheus endpoint, re-exported by the gateway
     gpu: ClassVar[bool] = False  # the planner may place it on one GPU (estimate() is then given that GPU)
+    # A line its output shows once it serves: the health check runs on it, not at the next poll.
+    ready_line: ClassVar[re.Pattern[str] | None] = None
 
     def plan(self, name: str, spec: KindConfig, fleet: FleetSettings) -> LaunchPlan:
         """Check now what the runner will need (binary, model reference) and find its version."""

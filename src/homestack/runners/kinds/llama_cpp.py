@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -67,6 +68,7 @@ class LlamaCpp(RunnerKind):
     config = LlamaCppModel
     metrics_path = "/metrics"
     gpu = True
+    ready_line = re.compile(r"\bmodel loaded$|\blistening on http")
 
     def plan(self, name: str, spec: LlamaCppModel, fleet: FleetSettings) -> LaunchPlan:
         model_ref = checked_model(name, spec.model)
