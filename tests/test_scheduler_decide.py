@@ -11,7 +11,7 @@ import pytest
 from homestack.errors import RunnerError, RunnerTimeout
 from homestack.planner import CapacityPlan, Components, Device, MemoryEstimate, ModelPlan
 from homestack.runners import State
-from homestack.scheduler.decide import UNLOAD_DRAIN, decide
+from homestack.scheduler.decide import UNLOAD_DRAIN, decide, next_pass
 from homestack.scheduler.messages import (
     AdminLoad, AdminUnload, CancelLoad, Cancelled, Count, Enqueue, Evict, FailWaiters, Grant, LoadCancelled,
     LoadFailed, LoadFinished, Note, Queued, RefuseUnload, Reject, Released, Reschedule, RetryAt, RunnerStopped,
@@ -214,3 +214,25 @@ def test_counted_reasons_are_the_one_list():
                 assert action.kind in COUNTER_REASONS["evicted"], action
             elif isinstance(action, StartLoad):
                 assert action.cause in COUNTER_REASONS["loaded"], action
+
+
+# (id, state, now, when the next timed pass is due); settings: max_wait 5 s, min_residency 5 s
+NEXT_PASS = [
+    ("nothing timed: only events matter", fleet(m("a", state=READY, last_used=1.0)), 10.0, None),
+    ("an idle model's ttl runs out", fleet(m("a", state=READY, ttl=30.0, last_used=1.0)), 10.0, 31.0),
+    ("a pinned model never times out, its retry is due",
+     fleet(m("p", pinned=True, ttl=30.0, retry_at=12.0)), 10.0, 12.0),
+    ("a newcomer waits: the resident's residency ends first",
+     fleet(m("a", state=READY, loaded_at=8.0, inflight=1), m("c", queue=(9.0,)), budget=600), 10.0, 13.0),
+    ("then the newcomer's max_wait",
+     fleet(m("a", state=READY, loaded_at=8.0, inflight=1), m("c", queue=(9.0,)), budget=600), 13.0, 14.0),
+    ("clocks already run out are not waited for",
+     fleet(m("a", state=READY, loaded_at=1.0, inflight=1), m("c", queue=(2.0,)), budget=600), 10.0, None),
+    ("a load under way: no anti-thrash clock",
+     fleet(m("a", state=READY, loaded_at=8.0), m("c", queue=(9.0,), loading=True)), 10.0, None),
+]
+
+
+@pytest.mark.parametrize("state, now, expected", [pytest.param(*row[1:], id=row[0]) for row in NEXT_PASS])
+def test_next_pass(state, now, expected):
+    assert next_pass(state, now) == expected

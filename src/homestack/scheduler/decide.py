@@ -71,6 +71,25 @@ def _pass(state: FleetState, _event: Tick, now: float) -> list[Action]:
     return actions
 
 
+def next_pass(state: FleetState, now: float) -> float | None:
+    """When, after ``now``, a pass could decide something new with no event in between: a TTL runs
+    out, a pinned model's retry is due, or an anti-thrash clock (min_residency, max_wait) ends while
+    a model waits for room. None: only an event can change anything."""
+    settings, times = state.settings, []
+    for m in state.models.values():
+        if m.state is State.READY and m.has_process and not m.pinned and m.ttl > 0:
+            times.append(m.last_used + m.ttl)
+        if m.pinned and m.state is State.STOPPED:
+            times.append(m.retry_at)
+    if any(m.queue and m.state is State.STOPPED and not m.loading for m in state.models.values()):
+        for m in state.models.values():
+            if m.state is State.READY:
+                times += [m.loaded_at + settings.min_residency, m.loaded_at + settings.max_wait]
+            elif m.queue:
+                times.append(m.queue[0] + settings.max_wait)
+    return min((t for t in times if t > now), default=None)
+
+
 def _ttl_expired(m: ModelView, now: float) -> bool:
     return (
         m.state is State.READY and m.has_process and not m.pinned and m.ttl > 0

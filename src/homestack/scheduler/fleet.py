@@ -28,7 +28,7 @@ from ..planner import CapacityPlan, GpuProvider, build_plan, probe_devices
 from ..planner.devices import process_memory
 from ..runners import HealthProbe, Runner, State
 from ..runners.launch import plan_fleet
-from .decide import UNLOAD_DRAIN, decide
+from .decide import UNLOAD_DRAIN, decide, next_pass
 from .entry import Entry, Ticket
 from .messages import (
     Action, AdminLoad, AdminUnload, CancelLoad, Cancelled, Count, Enqueue, Event, Evict, FailWaiters, Grant,
@@ -37,7 +37,9 @@ from .messages import (
 )
 from .state import FleetState, Settings
 
-_TICK = 0.25  # seconds between passes when nothing wakes the task (TTL, max_wait, min_residency)
+_TICK = 0.25  # seconds between passes at most, when nothing wakes the task
+# A timed pass (next_pass: TTL, max_wait, min_residency) runs this late, so its clock has surely run out.
+_TIMER_SLACK = 0.002
 _SAMPLE_EVERY = 2.0  # seconds between resident-memory samples
 
 
@@ -197,17 +199,24 @@ class Scheduler:
             runner.log.close()
 
     async def _run(self) -> None:
+        timeout = _TICK
         while True:
             try:
-                await asyncio.wait_for(self._wakeup.wait(), _TICK)
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
             except TimeoutError:
                 pass
             self._wakeup.clear()
+            timeout = _TICK
             try:
                 now = time.monotonic()
                 if now - self._sampled_at >= _SAMPLE_EVERY:
                     self._sample_memory(now)
                 self._feed(Tick())
+                # A swap waiting for an anti-thrash clock starts when it runs out, not at the next tick.
+                now = time.monotonic()
+                due = next_pass(self._state(), now)
+                if due is not None:
+                    timeout = min(_TICK, due - now + _TIMER_SLACK)
             except Exception:  # a bug must not stop the fleet's only owner
                 traceback.print_exc(file=sys.stderr)
 
