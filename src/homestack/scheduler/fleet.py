@@ -5,7 +5,8 @@ the fleet is snapshotted, ``decide`` (``decide.py``, pure) says what to do, and
 the loop does it: start or stop runners, let tickets through, turn requests
 away. A snapshot, its decision and the actions run in one go, with no await in
 between, so nothing changes under a decision. Passes (``Tick``) run in one
-asyncio task, when an event asks for one and at least every ``_TICK``.
+asyncio task, when an event asks for one, when a clock ``next_pass`` names runs out, and at least
+every ``_TICK``.
 
 The one shortcut is on the hot path: a request for a ready model with a free
 slot and nobody ahead of it goes straight through, and its release only feeds
