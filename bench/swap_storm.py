@@ -51,9 +51,9 @@ class StormResult:
 
 
 def fleet_yaml(budget: int | None, **scheduling: float) -> str:
-    lines = []
-    if budget is not None:
-        lines.append(f"memory: {{headroom: 1.0, cpu_budget: {budget}}}")
+    # gpus: false: the budget is RAM on any machine, a GPU host's included.
+    memory = "gpus: false" + (f", headroom: 1.0, cpu_budget: {budget}" if budget is not None else "")
+    lines = [f"memory: {{{memory}}}"]
     settings = ", ".join(f"{key}: {value}" for key, value in {**scheduling, "queue_depth": 512}.items())
     lines += [f"scheduling: {{{settings}}}", "default_ttl: 0", "models:"]
     for name, ref in MODELS.items():

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
-from helpers import GatewayProcess
+from helpers import FAKE_GPUS, GatewayProcess
 
 
 @pytest.fixture(autouse=True)
@@ -48,3 +49,9 @@ def openai_client(default_gateway):
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if os.environ.get("HOMESTACK_FAKE_GPUS"):
+        # The suite on a fake NVIDIA host (e.g. HOMESTACK_FAKE_GPUS=24GiB,24GiB): the fake pynvml
+        # is found first by this process and every homestack process the tests start.
+        fake = str(FAKE_GPUS)
+        sys.path.insert(0, fake)
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [fake, os.environ.get("PYTHONPATH")]))

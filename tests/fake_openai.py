@@ -4,7 +4,7 @@ It answers every chat completion with a fixed reply, streamed or not, after
 ``fake_sleep`` seconds if the request says so; ``GET /stats`` tells the most
 requests it served at once.
 Run: python tests/fake_openai.py --port PORT [--startup-delay SECONDS] [--stop-delay SECONDS] [--tag TAG]
-[--api-key KEY]
+[--api-key KEY] [--fail-status STATUS]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 REPLY = "hello from fake"
 _inflight = {"now": 0, "max": 0}
 _lock = threading.Lock()
+FAIL_STATUS = 0  # --fail-status: every POST answers this status
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -65,6 +66,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _answer(self, body):
         auth = self.headers.get("Authorization")
+        if FAIL_STATUS:  # a runner that is overloaded or broken
+            self._json(FAIL_STATUS, {"error": {"message": f"failing with {FAIL_STATUS}", "type": "server_error"}})
+            return
         if body.get("fake_reject"):  # as some APIs do: the refused key, echoed in the error
             self._json(401, {"error": {"message": f"Incorrect API key provided: {auth}", "type": "invalid_request_error"}})
             return
@@ -106,7 +110,10 @@ def main():
     parser.add_argument("--tag", help="ignored; lets a test find this process")
     parser.add_argument("--api-key", help="ignored; a secret on the command line, as real servers take one")
     parser.add_argument("--stop-delay", type=float, default=0, help="seconds between SIGTERM and exiting")
+    parser.add_argument("--fail-status", type=int, default=0, help="answer every POST with this HTTP status")
     args = parser.parse_args()
+    global FAIL_STATUS
+    FAIL_STATUS = args.fail_status
     if args.stop_delay:
         signal.signal(signal.SIGTERM, lambda *_: (time.sleep(args.stop_delay), os._exit(0)))
     time.sleep(args.startup_delay)

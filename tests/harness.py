@@ -57,6 +57,9 @@ class ServerProcess:
     ``stderr_path`` (None: the test's own stderr)."""
 
     what = "server"
+    scheme = "http"
+    verify: Any = True  # for /health over https: a CA file that trusts the server's certificate
+    host = "127.0.0.1"  # the address it binds (always a loopback one in tests)
 
     def __init__(self, argv: list[str], stderr_path: Path | None, env: dict[str, str] | None = None,
                  stdout: IO[bytes] | int | None = subprocess.DEVNULL, wait: bool = True):
@@ -79,7 +82,7 @@ class ServerProcess:
                 ports = listening_ports(self.proc.pid)
                 if len(ports) > 1:
                     raise RuntimeError(f"{self.what} listens on several ports {sorted(ports)}; which one serves?")
-                self.url = f"http://127.0.0.1:{ports.pop()}" if ports else ""
+                self.url = f"{self.scheme}://{self.host}:{ports.pop()}" if ports else ""
             if self.url and self._healthy():
                 return
             time.sleep(0.05)
@@ -87,7 +90,7 @@ class ServerProcess:
 
     def _healthy(self) -> bool:
         try:
-            return httpx.get(self.url + "/health", timeout=2).status_code == 200
+            return httpx.get(self.url + "/health", timeout=2, verify=self.verify).status_code == 200
         except httpx.HTTPError:  # bound but not serving yet
             return False
 

@@ -15,10 +15,12 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from harness import ServerProcess, wait_until
 
 TESTS = Path(__file__).parent
+FAKE_GPUS = TESTS / "fake_gpus"  # a fake pynvml: a fake NVIDIA host for every process that finds it first
 
 
 class GatewayProcess(ServerProcess):
@@ -81,6 +83,15 @@ class GatewayProcess(ServerProcess):
         if check and result.returncode != 0:
             raise AssertionError(f"homestack {' '.join(args)} failed: {result.stderr}")
         return result
+
+
+def metric(exposition: str, name: str, **labels: str) -> float:
+    """The value of one sample in a Prometheus exposition: ``name`` with exactly ``labels`` (0 if absent)."""
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return 0.0
 
 
 def pid_alive(pid: int) -> bool:

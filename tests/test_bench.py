@@ -70,7 +70,10 @@ def test_cold_start_puts_client_load_beside_the_runner_ready_time(default_gatewa
     assert run["mode"] == "cold" and run["summary"]["ok"] == 2
     for sample in run["samples"]:
         cold = sample["cold"]
-        assert cold["runner_ready_s"] > 0 and cold["client_load_s"] > 0 and cold["gateway_overhead_s"] is not None
+        # Figures, not timings to assert: a load seen by the client can come out below the warm
+        # reference it is measured against on a busy machine.
+        assert cold["runner_ready_s"] > 0
+        assert isinstance(cold["client_load_s"], float) and isinstance(cold["gateway_overhead_s"], float)
     assert run["summary"]["cold"]["gateway_overhead_s"]["n"] == 2
     assert "runner ready" in result.stdout and "gateway overhead" in result.stdout
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import subprocess
 import sys
 import threading
@@ -22,6 +24,12 @@ def test_load_ps_logs_unload(default_gateway):
     assert "gemma-3-270m: ready" in loaded
     ps = gw.cli("ps").stdout
     assert "gemma-3-270m" in ps and "ready" in ps and "llama.cpp" in ps
+    assert "GPU LAYERS" in ps.splitlines()[0]
+    everything = json.loads(gw.cli("ps", "-a", "--json").stdout)  # -a: every model, stopped ones too
+    assert {r["name"] for r in everything} == {"smollm2-135m-instruct", "gemma-3-270m", "minilm-l6-v2"}
+    gemma = next(r for r in everything if r["name"] == "gemma-3-270m")
+    assert gemma["state"] == "ready" and gemma["gpu_layers"] == ("0/19" if gemma["device"] == "cpu" else "19/19")
+    assert {r["name"] for r in json.loads(gw.cli("ps", "--json").stdout)} <= {r["name"] for r in everything}
     running = gw.running()["gemma-3-270m"]
     assert running["version"] and running["pid"]
     logs = gw.cli("logs", "gemma-3-270m", "-n", "500").stdout

@@ -70,23 +70,30 @@ def test_ingest_killed_half_way_leaves_no_duplicates_or_orphans(default_gateway,
         ks.stop()
 
 
-def test_restore_drill_into_an_empty_data_dir(default_gateway, home, tmp_path):
-    ks = KnowledgeProcess(home, default_gateway.url)
+def test_restore_drill_into_an_empty_data_dir(default_gateway, tmp_path):
+    # Its own data dir and collections: the test runs alone or in any order.
+    ks = KnowledgeProcess(tmp_path / "home", default_gateway.url)
     try:
         files = write_corpus(tmp_path / "corpus")
         ks.kb("ingest", *map(str, files.values()), "-c", "docs")
-        before = {c: _searches(ks, c) for c in ("docs", "big")}
+        ks.kb("ingest", str(files["markdown"]), "-c", "garden")
+        before = {c: _searches(ks, c) for c in ("docs", "garden")}
         ks.kb("backup", str(tmp_path / "kb.tar.gz"))
         conflict = ks.kb("restore", str(tmp_path / "kb.tar.gz"), check=False)
         assert conflict.returncode == 1 and "already exist" in conflict.stderr
+        ks.kb("ingest", str(files["text"]), "-c", "garden")  # changed since the backup
+        assert _searches(ks, "garden") != before["garden"]
+        replaced = ks.kb("restore", str(tmp_path / "kb.tar.gz"), "--replace").stdout
+        assert "docs" in replaced and "garden" in replaced
+        assert {c: _searches(ks, c) for c in ("docs", "garden")} == before  # --replace: as backed up
     finally:
         ks.stop()
     fresh = KnowledgeProcess(tmp_path / "fresh", default_gateway.url)
     try:
         assert json.loads(fresh.kb("collections", "--json").stdout) == []
         out = fresh.kb("restore", str(tmp_path / "kb.tar.gz")).stdout
-        assert "docs" in out and "big" in out
-        assert {c: _searches(fresh, c) for c in ("docs", "big")} == before
+        assert "docs" in out and "garden" in out
+        assert {c: _searches(fresh, c) for c in ("docs", "garden")} == before
         assert before["docs"][0][0][2:] == (str(files["pdf"]), 2)
     finally:
         fresh.stop()

@@ -52,6 +52,19 @@ def test_serve_runs_the_knowledge_service_and_forwards_to_it(gateway_factory):
     missing = httpx.post(gw.url + "/v1/completions", json={"model": "kb:docs", "prompt": "x"}, timeout=30)
     assert missing.status_code == 400 and "chat completions only" in missing.json()["error"]["message"]
 
+    # The service itself takes only the token the gateway gave it, through the environment, never argv.
+    pid = _knowledge_pid(gw)
+    direct = re.search(r"knowledge service (http://\S+)", gw.stderr()).group(1)
+    assert httpx.get(direct + "/health", timeout=10).status_code == 200
+    assert httpx.get(direct + "/v1/knowledge/collections", timeout=10).status_code == 401
+    environ = dict(v.split(b"=", 1) for v in open(f"/proc/{pid}/environ", "rb").read().split(b"\0") if b"=" in v)
+    token = environ[b"HOMESTACK_KNOWLEDGE_TOKEN"]
+    assert len(token) >= 32 and token not in open(f"/proc/{pid}/cmdline", "rb").read()
+    logs = [gw.stderr().encode()] + [p.read_bytes() for p in (gw.home / "data" / "logs").rglob("*") if p.is_file()]
+    assert not any(token in text for text in logs)
+    ok = httpx.get(direct + "/v1/knowledge/collections", headers={"Authorization": b"Bearer " + token}, timeout=10)
+    assert ok.status_code == 200 and "docs" in ok.text
+
 
 def test_the_knowledge_service_is_restarted_and_stopped_with_the_gateway(gateway_factory):
     gw = gateway_factory(FLEET, "--knowledge-port", "0")

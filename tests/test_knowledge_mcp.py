@@ -18,19 +18,22 @@ TOOLS = {"search_knowledge", "add_document", "list_collections", "list_models", 
 
 @pytest.fixture(scope="module")
 def service(default_gateway, tmp_path_factory):
-    ks = KnowledgeProcess(tmp_path_factory.mktemp("knowledge-mcp"), default_gateway.url)
-    files = write_corpus(tmp_path_factory.mktemp("corpus"))
+    corpus = tmp_path_factory.mktemp("corpus")
+    ks = KnowledgeProcess(tmp_path_factory.mktemp("knowledge-mcp"), default_gateway.url,
+                          config=f"knowledge:\n  allowed_paths: [{corpus}]\n")
+    files = write_corpus(corpus)
     ks.kb("ingest", *map(str, files.values()), "-c", "docs")
     ks.files = files
     yield ks
     ks.stop()
 
 
-def _transport(service, kind: str):
+def _client(service, kind: str):
     if kind == "http":
-        return service.url + "/mcp"
-    return StdioServerParameters(command=sys.executable, args=["-m", "homestack", "mcp", "--url", service.url],
-                                 env=service.env)
+        return service.mcp()
+    config = str(service.home / "fleet.yaml")  # its knowledge.allowed_paths: where add_document may read
+    return Client(StdioServerParameters(command=sys.executable, env=service.env,
+                                        args=["-m", "homestack", "mcp", "--url", service.url, "--config", config]))
 
 
 def _result(call) -> object:
@@ -45,7 +48,7 @@ def _unwrap(value):
 @pytest.mark.parametrize("kind", ["stdio", "http"])
 def test_tools_over_both_transports(service, kind):
     async def session():
-        async with Client(_transport(service, kind)) as client:
+        async with _client(service, kind) as client:
             tools = {t.name for t in (await client.list_tools()).tools}
             assert tools == TOOLS
             hits = _unwrap(_result(await client.call_tool(
@@ -80,7 +83,7 @@ def test_read_only_service_offers_no_add_document(default_gateway, tmp_path):
     ks = KnowledgeProcess(tmp_path / "ro", default_gateway.url, config="knowledge:\n  read_only: true\n")
     try:
         async def session():
-            async with Client(ks.url + "/mcp") as client:
+            async with ks.mcp() as client:
                 return {t.name for t in (await client.list_tools()).tools}
 
         assert anyio.run(session) == TOOLS - {"add_document"}

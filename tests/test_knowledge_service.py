@@ -65,8 +65,15 @@ def test_search_filters_and_threshold(service, docs):
 
 
 def test_cli_search_prints_citations(service, docs):
+    _, files, _ = docs
     out = service.kb("search", "sourdough starter", "-c", "docs", "-k", "1").stdout
     assert "bread.html, Sourdough bread" in out and "starter of flour" in out
+    # The README's filters from the CLI: --source narrows to one file, --tag to tagged chunks.
+    hits = json.loads(service.kb("search", "sourdough starter", "-c", "docs", "--mode", "hybrid",
+                                 "--source", str(files["markdown"]), "--json").stdout)
+    assert hits and {h["source"] for h in hits} == {str(files["markdown"])}
+    none = json.loads(service.kb("search", "sourdough starter", "-c", "docs", "--tag", "nope", "--json").stdout)
+    assert none == []
 
 
 @pytest.mark.parametrize("method, path, body, status, code", [
@@ -157,7 +164,7 @@ def test_ask_says_so_when_nothing_is_relevant(service, docs):
 
 def test_kb_model_chat_completions_streamed_and_not(service, docs):
     _, files, _ = docs
-    client = openai.OpenAI(base_url=service.url + "/v1/knowledge", api_key="unused")
+    client = openai.OpenAI(base_url=service.url + "/v1/knowledge", api_key=service.key)
     question = [{"role": "user", "content": "How long is the warranty on the Zephyr arm?"}]
     stream = client.chat.completions.create(model="kb:docs", messages=question, stream=True, max_tokens=30,
                                             stream_options={"include_usage": True})
@@ -182,6 +189,7 @@ def test_collections_stats_and_delete(service, docs):
     assert stats["store"] == "qdrant-edge" and "minilm-l6-v2 tokenizer" in stats["tokenizer"]
     docs_info = next(c for c in stats["collections"] if c["name"] == "docs")
     assert (docs_info["sources"], docs_info["dimensions"]) == (4, 384)
+    assert 5 < docs_info["avg_terms"] < 200  # BM25's average chunk length, learned at the first ingest
     service.kb("delete", "scratch")
     assert service.api("GET", "/collections/scratch").status_code == 404
 

@@ -3,6 +3,7 @@ TTL unload, pinned models, runner death mid-request, no runner outliving the gat
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -12,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from helpers import pid_alive, wait_until
+from helpers import metric, pid_alive, wait_until
 
 SMOLLM2 = """
 models:
@@ -55,6 +56,12 @@ def test_idle_model_unloads_after_its_ttl_and_restarts_on_demand(gateway_factory
     wait_until(lambda: not pid_alive(pid), timeout=10, message="runner process to exit")
     client.chat.completions.create(model="smollm2-135m-instruct", **CHAT)
     assert _starts(gw, "smollm2-135m-instruct") == 2
+    with gw.http() as http:
+        scrape = http.get("/metrics").text
+    model = "smollm2-135m-instruct"
+    assert metric(scrape, "homestack_evictions_total", model=model, reason="ttl") == 1
+    assert metric(scrape, "homestack_model_loads_total", model=model, reason="request") == 2
+    assert metric(scrape, "homestack_runner_restarts_total", model=model) == 0  # a TTL unload is no restart
 
 
 def test_pinned_model_starts_with_the_gateway_and_stays(gateway_factory):
@@ -71,27 +78,32 @@ def test_pinned_model_starts_with_the_gateway_and_stays(gateway_factory):
                message="pinned restart")
 
 
-def test_runner_killed_mid_stream_ends_the_stream_with_an_error_then_restarts(gateway_factory):
+def test_runner_killed_mid_stream_ends_the_stream_with_an_error_then_done_then_restarts(gateway_factory):
     gw = gateway_factory(SMOLLM2.format(ttl=300))
-    client = gw.openai(max_retries=0)
-    stream = client.chat.completions.create(
-        model="smollm2-135m-instruct",
-        messages=[{"role": "user", "content": "Write a very long story."}],
-        max_tokens=3000,
-        stream=True,
-        extra_body={"ignore_eos": True},
-    )
-    received = 0
-    with pytest.raises(openai.APIError) as info:
-        for _ in stream:
-            received += 1
-            if received == 3:
-                os.kill(gw.running()["smollm2-135m-instruct"]["pid"], signal.SIGKILL)
-    assert "smollm2-135m-instruct" in str(info.value)
+    body = {"model": "smollm2-135m-instruct", "stream": True, "max_tokens": 3000, "ignore_eos": True,
+            "messages": [{"role": "user", "content": "Write a very long story."}]}
+    events = []
+    with gw.http() as client, client.stream("POST", "/v1/chat/completions", json=body) as resp:
+        assert resp.status_code == 200
+        for line in resp.iter_lines():
+            if line.startswith("data: "):
+                events.append(line)
+                if len(events) == 3:
+                    os.kill(gw.running()["smollm2-135m-instruct"]["pid"], signal.SIGKILL)
+    # As the README promises: an error event, then data: [DONE], and nothing after it.
+    assert events[-1] == "data: [DONE]"
+    error = json.loads(events[-2].removeprefix("data: "))["error"]
+    assert "smollm2-135m-instruct" in error["message"] and error["source"] == "runner"
     line = wait_until(lambda: [e for e in gw.request_log() if e["stream"]], 10, message="the stream's log line")[-1]
     assert line["status"] == 502 and line["outcome"] == "runner_failed"
+    def restarts() -> float:  # the runner exited on its own: one restart, counted
+        scrape = httpx.get(gw.url + "/metrics", timeout=30).text
+        return metric(scrape, "homestack_runner_restarts_total", model="smollm2-135m-instruct")
+
+    wait_until(restarts, 10, message="the restart in /metrics")
+    assert restarts() == 1
     # The next request starts the runner again.
-    reply = client.chat.completions.create(model="smollm2-135m-instruct", **CHAT)
+    reply = gw.openai(max_retries=0).chat.completions.create(model="smollm2-135m-instruct", **CHAT)
     assert reply.choices[0].message.content is not None
     assert _starts(gw, "smollm2-135m-instruct") == 2
 
@@ -122,6 +134,8 @@ def test_a_runner_that_cannot_start_is_502_with_its_log(gateway_factory):
     assert error["source"] == "runner" and "failed to start" in error["message"]
     assert "--no-such-flag" in error["message"]  # llama-server's own complaint, from its log
     assert not gw.running()
+    scrape = httpx.get(gw.url + "/metrics", timeout=30).text
+    assert metric(scrape, "homestack_model_load_failures_total", model="broken", reason="error") == 1
 
 
 def test_a_file_that_is_not_gguf_is_named_at_start_up(gateway_factory, tmp_path):

@@ -5,7 +5,9 @@ Real llama-server runners for both GGUF models and the real embeddings runner.
 
 from __future__ import annotations
 
+import base64
 import math
+import struct
 
 import httpx
 import openai
@@ -96,10 +98,17 @@ def test_embeddings(openai_client):
     assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2])
 
 
-def test_embeddings_base64(openai_client):
-    # The SDK asks for base64 by default when numpy is installed and decodes it; ask explicitly.
-    result = openai_client.embeddings.create(model="minilm-l6-v2", input="hello", encoding_format="base64")
-    assert len(result.data[0].embedding) in (384, 2048)  # floats, or the raw base64 string
+def test_embeddings_base64(default_gateway):
+    # Raw HTTP: the SDK would decode base64 itself. The base64 is the float vector's little-endian float32s.
+    url = default_gateway.url + "/v1/embeddings"
+    floats = httpx.post(url, json={"model": "minilm-l6-v2", "input": "hello"}, timeout=120).json()
+    encoded = httpx.post(url, json={"model": "minilm-l6-v2", "input": "hello", "encoding_format": "base64"},
+                         timeout=120).json()
+    raw = base64.b64decode(encoded["data"][0]["embedding"])
+    decoded = struct.unpack(f"<{len(raw) // 4}f", raw)
+    expected = floats["data"][0]["embedding"]
+    assert len(decoded) == len(expected) == 384
+    assert all(math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-6) for a, b in zip(decoded, expected))
 
 
 def test_unknown_model_is_404_naming_the_models(openai_client):
@@ -135,7 +144,8 @@ def test_malformed_body_is_400_in_openai_shape(default_gateway, body, fragment):
 
 
 def test_runner_errors_are_marked_as_the_runners(default_gateway):
-    body = {"model": "smollm2-135m-instruct", "messages": "not a list"}
+    # Fits the gateway's schema (nested part types are the runner's to judge); llama-server refuses it.
+    body = {"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": [{"type": "no-such-part"}]}]}
     resp = httpx.post(default_gateway.url + "/v1/chat/completions", json=body, timeout=60)
     assert 400 <= resp.status_code < 500
     assert resp.json()["error"]["source"] == "runner"
@@ -174,6 +184,10 @@ def test_a_client_that_goes_away_mid_stream_is_logged_and_the_runner_carries_on(
         "model": "smollm2-135m-instruct", "stream": True, "max_tokens": 2000, "ignore_eos": True,
         "messages": [{"role": "user", "content": "Write a long story."}],
     }
+    default_gateway.openai(max_retries=0).chat.completions.create(
+        model="smollm2-135m-instruct", messages=[{"role": "user", "content": "hi"}], max_tokens=1
+    )  # loaded before the client leaves, so the pid below is the one that served
+    pid = default_gateway.running()["smollm2-135m-instruct"]["pid"]
     with default_gateway.http() as client:
         with client.stream("POST", "/v1/chat/completions", json=body, headers={"X-Request-ID": "gone-1"}) as resp:
             for n, _ in enumerate(resp.iter_lines()):
@@ -185,3 +199,4 @@ def test_a_client_that_goes_away_mid_stream_is_logged_and_the_runner_carries_on(
         model="smollm2-135m-instruct", messages=[{"role": "user", "content": "hi"}], max_tokens=4
     )
     assert reply.choices[0].message.content is not None
+    assert default_gateway.running()["smollm2-135m-instruct"]["pid"] == pid  # the same runner carried on

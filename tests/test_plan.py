@@ -4,15 +4,18 @@ with a fake NVML provider, and `homestack plan` / `check` on real GGUF files."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
+from helpers import FAKE_GPUS, TESTS
 
 from homestack.config import load_fleet
 from homestack.errors import ConfigError
 from homestack.planner import CapacityPlan, Components, Device, MemoryEstimate, ModelPlan, build_plan, probe_devices
 from homestack.planner.devices import cpu_device
+from homestack.runners.binaries import find_llama_server, llama_server_gpus
 from homestack.runners.launch import plan_fleet
 from homestack.scheduler import Scheduler
 from homestack.scheduler.policy import pick_victims
@@ -125,7 +128,8 @@ def _homestack(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_check_names_the_model_that_cannot_fit(tmp_path):
     path = tmp_path / "fleet.yaml"
-    path.write_text("memory: {headroom: 0.8, cpu_budget: 600MiB}\n" + SMOLLM2.replace("2048", "131072"))
+    # gpus: false: the CPU budget is what counts, on a GPU host too
+    path.write_text("memory: {headroom: 0.8, cpu_budget: 600MiB, gpus: false}\n" + SMOLLM2.replace("2048", "131072"))
     result = _homestack("check", str(path))
     assert result.returncode == 1
     assert result.stderr.startswith(f"homestack: {path}: models.smollm2: needs ")
@@ -140,8 +144,57 @@ def test_plan_prints_the_default_fleet(tmp_path):
         assert name in out
     as_json = json.loads(_homestack("plan", "--json").stdout)
     models = {m["name"]: m for m in as_json["models"]}
-    assert models["gemma-3-270m"]["devices"]["cpu"]["kv_cache"] > 0
+    gemma = models["gemma-3-270m"]
+    assert gemma["devices"][gemma["device"]]["kv_cache"] > 0  # cpu here, a GPU on a GPU host
     assert as_json["devices"][0]["id"] == "cpu"
+    assert gemma["layers"] == 19 and gemma["gpu_layers"] == (0 if gemma["device"] == "cpu" else 19)
+
+
+def _on_fake_gpu_host(*args: str, gpus: str = "24GiB,24GiB") -> subprocess.CompletedProcess[str]:
+    """``homestack ARGS`` on a fake NVIDIA host: the real NVML code path over tests/fake_gpus/pynvml.py."""
+    env = {**os.environ, "HOMESTACK_FAKE_GPUS": gpus,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(FAKE_GPUS), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, "-m", "homestack", *args], capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+def test_a_dual_gpu_host_gets_llama_cpp_models_on_its_gpus_and_cpu_fleets_stay_on_the_cpu(tmp_path):
+    plan = json.loads(_on_fake_gpu_host("plan", "--json").stdout)
+    assert [d["id"] for d in plan["devices"]] == ["cpu", "gpu0", "gpu1"]
+    assert all(d["budget"] == int(24 * GIB * 0.8) for d in plan["devices"][1:])  # a budget per GPU
+    models = {m["name"]: m for m in plan["models"]}
+    for name in ("smollm2-135m-instruct", "gemma-3-270m"):
+        assert models[name]["device"] in ("gpu0", "gpu1")
+        assert models[name]["gpu_layers"] == models[name]["layers"] > 0  # every layer offloaded
+    assert models["minilm-l6-v2"]["device"] == "cpu" and models["minilm-l6-v2"]["gpu_layers"] is None
+    table = _on_fake_gpu_host("plan").stdout
+    assert "GPU LAYERS" in table and "31/31" in table and "19/19" in table
+
+    # A fleet that budgets RAM says so (gpus: false): the same plan on any host, GPUs hidden from runners.
+    sys.path.insert(0, str(TESTS.parent / "bench"))
+    import swap_storm
+
+    storm = tmp_path / "storm.yaml"
+    storm.write_text(swap_storm.fleet_yaml(600 * MIB))
+    plan = json.loads(_on_fake_gpu_host("plan", "--config", str(storm), "--json").stdout)
+    assert [d["id"] for d in plan["devices"]] == ["cpu"]
+    assert {m["device"] for m in plan["models"]} == {"cpu"}
+    assert {m["gpu_layers"] for m in plan["models"]} == {0}
+
+
+def test_check_warns_when_the_plan_puts_a_model_on_a_gpu_the_binary_cannot_use(tmp_path):
+    path = tmp_path / "fleet.yaml"
+    path.write_text(SMOLLM2)
+    result = _on_fake_gpu_host("check", str(path))
+    assert result.returncode == 0, result.stderr
+    binary = find_llama_server(None)
+    if llama_server_gpus(binary, tmp_path):  # a CUDA build: nothing to warn about
+        assert "warning" not in result.stderr
+    else:
+        assert result.stderr.startswith("homestack: warning: models.smollm2: planned on gpu")
+        assert "CPU-only build" in result.stderr and "-DGGML_CUDA=ON" in result.stderr
+    if len(probe_devices()) == 1:  # no GPU on this machine: planned on the CPU, nothing to warn about
+        assert "warning" not in _homestack("check", str(path)).stderr
 
 
 def test_the_issue_fragment_validates_and_caps_the_budget(tmp_path):

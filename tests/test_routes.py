@@ -48,9 +48,9 @@ def test_an_unknown_path_is_404(path):
         TABLE.match("GET", path)
 
 
-def test_every_route_declares_a_role_and_only_health_and_the_page_are_public():
+def test_every_route_declares_a_role_and_only_health_the_page_and_the_api_document_are_public():
     public = {r.path for r in TABLE.routes if r.role is Role.PUBLIC}
-    assert public == {"/health", "/ui", "/ui/", "/ui/{file}"}
+    assert public == {"/health", "/ui", "/ui/", "/ui/{file}", "/openapi.json"}
     assert all(isinstance(r.role, Role) for r in TABLE.routes)
     assert {r.role for r in TABLE.routes if r.path.startswith("/admin/")} == {Role.ADMIN}
 

@@ -13,7 +13,7 @@ import uuid
 
 import httpx
 
-from helpers import TESTS, pid_alive, processes_with, wait_until
+from helpers import TESTS, metric, pid_alive, processes_with, wait_until
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 
@@ -48,7 +48,13 @@ def test_least_recently_used_idle_model_makes_room(gateway_factory):
     assert running["c"]["last_swap_reason"] == "loaded for a request; evicted b"
     assert running["a"]["state"] == running["c"]["state"] == "ready"
     assert running["c"]["memory_estimated"] == 400 * 2**20
-    assert running["c"]["memory_measured"] is None or running["c"]["memory_measured"] > 0
+    # Sampled every 2 s: wait for c's first sample rather than accept none.
+    measured = wait_until(lambda: gw.running()["c"]["memory_measured"], timeout=10, message="c's measured memory")
+    assert 5 * 2**20 < measured < 400 * 2**20
+    with gw.http() as http:
+        scrape = http.get("/metrics").text
+    assert metric(scrape, "homestack_swaps_total", model="c") == 1  # c's load evicted b first
+    assert metric(scrape, "homestack_evictions_total", model="b", reason="room") == 1
 
 
 def test_pinned_and_busy_models_are_never_evicted(gateway_factory):

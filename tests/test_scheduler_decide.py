@@ -236,3 +236,8 @@ NEXT_PASS = [
 @pytest.mark.parametrize("state, now, expected", [pytest.param(*row[1:], id=row[0]) for row in NEXT_PASS])
 def test_next_pass(state, now, expected):
     assert next_pass(state, now) == expected
+
+
+def test_unload_gives_in_flight_requests_the_readmes_30_seconds():
+    (evict,) = decide(fleet(m("a", state=READY)), AdminUnload("a"), 10.0)
+    assert evict.drain == UNLOAD_DRAIN == 30

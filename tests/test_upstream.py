@@ -72,26 +72,49 @@ def test_chunked_body_arrives_in_pieces():
 
 
 def test_an_idle_connection_the_server_closed_is_retried_once():
-    served = []
+    connections = []
 
     async def handler(reader, writer):
+        connections.append(writer)
         await _read_request(reader)
-        served.append(1)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        await writer.drain()
-        if len(served) == 1:
-            writer.close()  # as a runner's keep-alive timeout does
+        if len(connections) == 1:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+            # The next request arrives on this kept-alive connection, and the runner closes it
+            # unanswered, as a keep-alive timeout racing the request does: truly stale when written.
+            await _read_request(reader)
+        else:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh")
+            await writer.drain()
+        writer.close()
 
     async def main():
         server, url = await _serve(handler)
         pool = UpstreamPool(2, 2)
         assert await (await pool.request(b"POST", url, "/x", b"{}")).read() == b"ok"
-        await asyncio.sleep(0.1)
-        assert await (await pool.request(b"POST", url, "/x", b"{}")).read() == b"ok"
+        assert await (await pool.request(b"POST", url, "/x", b"{}")).read() == b"fresh"
         server.close()
 
     _run(main())
-    assert len(served) == 2
+    assert len(connections) == 2
+
+
+def test_a_fresh_connection_that_fails_is_not_retried():
+    connections = []
+
+    async def handler(reader, writer):
+        connections.append(writer)
+        await _read_request(reader)
+        writer.close()  # the request may have been processed: never sent twice
+
+    async def main():
+        server, url = await _serve(handler)
+        with pytest.raises(UpstreamError, match="closed the connection"):
+            await UpstreamPool(2, 2).request(b"POST", url, "/x", b"{}")
+        server.close()
+
+    _run(main())
+    assert len(connections) == 1
 
 
 def test_silence_is_a_timeout_and_garbage_is_an_error():

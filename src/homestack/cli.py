@@ -42,18 +42,29 @@ def _capacity(config: str | None):
 
     fleet = load_fleet(config)
     source = config or DEFAULT_FLEET
-    return fleet, build_plan(fleet, plan_fleet(fleet, source), probe_devices(), source)
+    launch = plan_fleet(fleet, source)
+    return fleet, build_plan(fleet, launch, probe_devices(), source), launch
 
 
 def _check(args: argparse.Namespace) -> None:
-    fleet, _ = _capacity(args.file)
-    print(f"{args.file}: ok ({len(fleet.models)} models: {', '.join(fleet.models) or 'none'})")
+    from .runners.binaries import llama_server_gpus
+
+    fleet, capacity, launch = _capacity(args.file)
+    for name, plan in capacity.models.items():
+        binary = launch[name].binary
+        if plan.device in (None, "cpu") or binary is None or llama_server_gpus(binary, fleet.data_dir / "cache"):
+            continue
+        print(f"homestack: warning: models.{name}: planned on {plan.device}, but {binary} is a CPU-only build "
+              "(--list-devices lists no GPU); install the CUDA toolkit and run make again (it then builds with "
+              "-DGGML_CUDA=ON), or set llama_server to a CUDA build", file=sys.stderr)
+    routes = f"; {len(fleet.routes)} routes: {', '.join(fleet.routes)}" if fleet.routes else ""
+    print(f"{args.file}: ok ({len(fleet.models)} models: {', '.join(fleet.models) or 'none'}{routes})")
 
 
 def _plan(args: argparse.Namespace) -> None:
     from .sizes import format_size
 
-    fleet, capacity = _capacity(args.config)
+    fleet, capacity, _ = _capacity(args.config)
     if args.json:
         print(json.dumps(capacity.to_dict(), indent=2))
         return
@@ -62,11 +73,12 @@ def _plan(args: argparse.Namespace) -> None:
         rows.append((d.id, d.name, format_size(d.total), format_size(d.free), format_size(capacity.budgets[d.id])))
     _print_table(rows)
     print()
-    rows = [("MODEL", "DEVICE", "WEIGHTS", "KV CACHE", "COMPUTE", "OVERHEAD", "TOTAL", "BASIS")]
+    rows = [("MODEL", "DEVICE", "WEIGHTS", "KV CACHE", "COMPUTE", "OVERHEAD", "TOTAL", "GPU LAYERS", "BASIS")]
     for m in capacity.models.values():
         for device, c in (m.estimate.devices.items() if m.estimate else [(None, None)]):
             sizes = [c.weights, c.kv_cache, c.compute, c.overhead, c.total] if c else [None] * 5
-            rows.append((m.name, device or "-", *(format_size(v) if v is not None else "-" for v in sizes), m.basis))
+            rows.append((m.name, device or "-", *(format_size(v) if v is not None else "-" for v in sizes),
+                         m.offload or "-", m.basis))
     _print_table(rows)
     print(f"\nResident together within the budget (headroom {fleet.memory.headroom:g}):")
     for names in capacity.resident_sets:
@@ -126,7 +138,7 @@ def _render_deploy(args: argparse.Namespace) -> None:
 
     if not args.output:
         raise HomestackError(f"render {args.what} writes several files: give a directory with -o DIR")
-    fleet, capacity = _capacity(args.config)
+    fleet, capacity, _ = _capacity(args.config)
     for path in render(args.what, DeployContext.build(fleet, capacity, args.config or DEFAULT_FLEET), Path(args.output)):
         print(f"wrote {path}")
 
@@ -150,12 +162,14 @@ def _ps(args: argparse.Namespace) -> None:
     def size(n):
         return format_size(n) if n else "-"
 
-    rows = [("NAME", "STATE", "RUNNER", "PID", "MEM EST", "MEM RSS", "QUEUE", "INFLIGHT", "TTL LEFT", "LAST SWAP", "VERSION")]
+    rows = [("NAME", "STATE", "RUNNER", "PID", "DEVICE", "GPU LAYERS", "MEM EST", "MEM RSS", "QUEUE", "INFLIGHT",
+             "TTL LEFT", "LAST SWAP", "VERSION")]
     for r in running:
         ttl = "pinned" if r["pinned"] else f"{r['ttl_remaining']:g}s" if r["ttl_remaining"] is not None else "-"
         rows.append((
-            r["name"], r["state"], r["runner"], str(r["pid"] or "-"), size(r["memory_estimated"]), size(r["memory_measured"]),
-            str(r["queue"]), str(r["inflight"]), ttl, r["last_swap_reason"] or "-", r["version"] or "-",
+            r["name"], r["state"], r["runner"], str(r["pid"] or "-"), r["device"] or "-", r["gpu_layers"] or "-",
+            size(r["memory_estimated"]), size(r["memory_measured"]), str(r["queue"]), str(r["inflight"]), ttl,
+            r["last_swap_reason"] or "-", r["version"] or "-",
         ))
     _print_table(rows)
 
@@ -192,6 +206,12 @@ def _load(args: argparse.Namespace) -> None:
 def _unload(args: argparse.Namespace) -> None:
     info = _client(args).json("POST", f"/admin/models/{args.name}/unload")
     print(f"{info['name']}: {info['state']}")
+
+
+def _reload(args: argparse.Namespace) -> None:
+    from .gateway.reload import summary
+
+    print(f"reloaded {summary(_client(args).json('POST', '/admin/reload'))}")
 
 
 def _logs(args: argparse.Namespace) -> None:
@@ -250,6 +270,7 @@ def _parser() -> argparse.ArgumentParser:
         ("load", _load, "Load a model and wait until it is ready."),
         ("unload", _unload, "Unload a model."),
         ("logs", _logs, "Show a model's runner log."),
+        ("reload", _reload, "Re-read the gateway's fleet file and apply what changed (as SIGHUP does)."),
     ):
         p = command(name, func, help)
         p.add_argument("--url", help="gateway URL (default $HOMESTACK_URL or http://127.0.0.1:8080)")
@@ -265,6 +286,7 @@ def _parser() -> argparse.ArgumentParser:
         if name == "logs":
             p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
             p.add_argument("-n", "--lines", type=int, default=100, help="lines of tail to show first")
+    from . import backup
     from .keys import cli as keys_cli
     from .knowledge.client import cli as knowledge_cli
     from .mcp import cli as mcp_cli
@@ -273,6 +295,7 @@ def _parser() -> argparse.ArgumentParser:
     mcp_cli.register(command)
     knowledge_cli.register_kb(command)
     keys_cli.register(command)
+    backup.register(command)
     for module in ("bench", "evals", "artifacts", "cost"):
         importlib.import_module(f".{module}.cli", __package__).register(command)
     return parser

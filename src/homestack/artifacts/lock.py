@@ -59,17 +59,17 @@ def file_entry(path: Path, cache: HashCache) -> dict:
 
 def build(config: str | None, pulled: dict | None = None) -> dict:
     """The lock for the fleet at ``config`` (None: the default fleet) as it is now."""
-    from ..runners.launch import model_path, plan_fleet
+    from ..runners.launch import plan_fleet
 
     fleet = load_fleet(config)
     cache = HashCache(fleet.data_dir / "cache" / "hashes.json")
     models = {}
     for name, plan in plan_fleet(fleet, config or DEFAULT_FLEET).items():
         spec = fleet.models[name]
-        entry: dict = {"runner": plan.kind, "runner_version": plan.version}
+        entry: dict = {"runner": plan.kind.name, "runner_version": plan.version}
         if plan.binary is not None:
             entry["runner_binary"] = str(plan.binary)
-        path = model_path(plan, fleet.data_dir)
+        path = plan.model_path(fleet.data_dir)
         if path is not None:
             entry["files"] = [file_entry(p, cache) for p in _model_files(path)]
             if path.is_file():

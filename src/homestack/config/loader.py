@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
+from .routes import KeyedError, RouteSpec
 from .schema import MODEL_KINDS, RUNNER_KINDS, FleetConfig, Group
 
 DEFAULT_FLEET = "<embedded default fleet>"
@@ -59,6 +60,9 @@ def _describe(label: str, err: dict[str, Any]) -> str:
     # pydantic puts the union's tag into the location (models.x.remote.url): drop it.
     if len(loc) > 2 and loc[0] == "models" and loc[2] in RUNNER_KINDS:
         del loc[2]
+    cause = err.get("ctx", {}).get("error")
+    if isinstance(cause, KeyedError):  # a validator that names the key below its field
+        loc.append(cause.key)
     key = ".".join(loc) or "(top level)"
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -86,6 +90,8 @@ def _valid_keys(loc: tuple[Any, ...]) -> list[str]:
         model, parts = MODEL_KINDS[parts[2]], parts[3:]
     elif len(parts) >= 2 and parts[0] == "groups":
         model, parts = Group, parts[2:]
+    elif len(parts) >= 2 and parts[0] == "routes":
+        model, parts = RouteSpec, parts[2:]
     elif parts and parts[0] in _SECTIONS:
         model, parts = _SECTIONS[parts[0]], parts[1:]
     return sorted(model.model_fields) if not parts else []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -13,6 +14,8 @@ from ..runners.kinds import KINDS, KindConfig, RunnerKind
 from ..sizes import ByteSize
 from .deploy import Deploy
 from .keys import KeySpec
+from .peers import Peer
+from .routes import RouteSpec, check_routes
 
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 
@@ -39,6 +42,10 @@ class Memory(_Strict):
         None, gt=0, description="Cap on the RAM runners may hold, whatever the machine has (e.g. 600MiB)."
     )
     gpu_budget: ByteSize | None = Field(None, gt=0, description="Cap on the memory runners may hold on each GPU.")
+    gpus: bool = Field(
+        True, description="Plan models on the NVIDIA GPUs NVML finds; false: every model on the CPU, GPUs hidden "
+        "from runners (CUDA_VISIBLE_DEVICES empty), so cpu_budget is the budget on any machine.",
+    )
 
 
 class Scheduling(_Strict):
@@ -78,6 +85,27 @@ class Knowledge(_Strict):
     top_k: int = Field(5, ge=1, description="Sources retrieved for an answer.")
     min_score: float | None = Field(None, description="Search results below this score are dropped.")
     read_only: bool = Field(False, description="No writes through MCP (add_document is not offered).")
+    allowed_paths: list[Path] = Field(
+        default_factory=list,
+        description="Folders whose files add_document(path=...) may read (resolved; default none: path ingest off).",
+    )
+    mcp_allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1:*", "localhost:*", "[::1]:*"],
+        description="Host headers /mcp accepts (\"host:*\" for any port); others are refused (421).",
+    )
+    mcp_allowed_origins: list[str] = Field(
+        default_factory=lambda: ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+        description="Origin headers /mcp accepts (requests without one too); others get 403.",
+    )
+
+    @field_validator("allowed_paths")
+    @classmethod
+    def _absolute(cls, paths: list[Path]) -> list[Path]:
+        paths = [p.expanduser() for p in paths]
+        for p in paths:
+            if not p.is_absolute():
+                raise ValueError(f"{p} is relative; name folders by absolute path (or ~/...)")
+        return paths
 
     @field_validator("chunk_overlap")
     @classmethod
@@ -93,6 +121,9 @@ class Timeouts(_Strict):
     connect: float = Field(5, gt=0, description="Seconds to connect to a runner.")
     read: float = Field(600, gt=0, description="Seconds a runner may stay silent mid-answer (504 after).")
     startup: float = Field(120, gt=0, description="Default seconds for a runner to become healthy.")
+    headers: float = Field(
+        10, gt=0, description="Seconds a client may take to send a request's headers; then it is disconnected."
+    )
 
 
 def default_data_dir() -> Path:
@@ -104,6 +135,10 @@ def default_data_dir() -> Path:
 
 class FleetConfig(_Strict):
     host: str = Field("127.0.0.1", description="Address to bind; non-loopback needs api_keys or --no-auth.")
+    hostname: str | None = Field(
+        None, pattern=_NAME_PATTERN, description="This gateway's name in request logs, metrics and peers' model "
+        "lists; default: the machine's host name.",
+    )
     port: int = Field(8080, ge=0, le=65535, description="Port to bind; 0 lets the OS pick.")
     data_dir: Path = Field(default_factory=default_data_dir, description="Logs and assembled models.")
     default_ttl: float = Field(300, ge=0, description="Idle seconds before unloading; 0 never unloads.")
@@ -117,6 +152,10 @@ class FleetConfig(_Strict):
     scheduling: Scheduling = Field(default_factory=Scheduling)
     knowledge: Knowledge = Field(default_factory=Knowledge)
     deploy: Deploy = Field(default_factory=Deploy, description="Settings for `homestack render` (systemd, nginx, ...).")
+    tls_cert: Path | None = Field(None, description="PEM certificate chain: serve HTTPS (with tls_key).")
+    tls_key: Path | None = Field(
+        None, validate_default=True, description="PEM private key of tls_cert; both set, or neither."
+    )
     api_keys: list[str] = Field(default_factory=list, description="Bearer keys for /v1 routes.")
     admin_keys: list[str] = Field(default_factory=list, description="Bearer keys for /v1 and /admin routes.")
     keys: dict[Annotated[str, Field(pattern=_NAME_PATTERN)], KeySpec] = Field(
@@ -126,6 +165,13 @@ class FleetConfig(_Strict):
     models: dict[Annotated[str, Field(pattern=_NAME_PATTERN)], ModelConfig] = Field(default_factory=dict)
     groups: dict[Annotated[str, Field(pattern=_NAME_PATTERN)], Group] = Field(
         default_factory=dict, description="Named sets of models that must never be loaded together."
+    )
+    routes: dict[Annotated[str, Field(pattern=_NAME_PATTERN)], RouteSpec] = Field(
+        default_factory=dict, description="Virtual models: a name clients use, split by weight over models or "
+        "other routes, with fallbacks.",
+    )
+    peers: dict[Annotated[str, Field(pattern=_NAME_PATTERN)], Peer] = Field(
+        default_factory=dict, description="Other homestack gateways: models not held here are forwarded to them."
     )
 
     @field_validator("groups")
@@ -138,6 +184,25 @@ class FleetConfig(_Strict):
                     raise ValueError(f"group {name!r} lists unknown model {member!r}; models: {', '.join(models)}")
         return groups
 
+    @field_validator("routes")
+    @classmethod
+    def _routes_name_targets(cls, routes: dict[str, RouteSpec], info: ValidationInfo) -> dict[str, RouteSpec]:
+        models = info.data.get("models", {})
+        check_routes(routes, {alias for name, m in models.items() for alias in (name, *m.aliases)})
+        return routes
+
+    @field_validator("tls_cert", "tls_key")
+    @classmethod
+    def _readable(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if info.field_name == "tls_key" and (path is None) != (info.data.get("tls_cert") is None):
+            raise ValueError("set both tls_cert and tls_key, or neither")
+        if path is not None:
+            try:
+                path.open("rb").close()
+            except OSError as exc:
+                raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+        return path
+
     @model_validator(mode="after")
     def _names_unique(self) -> "FleetConfig":
         seen: dict[str, str] = {}
@@ -147,6 +212,11 @@ class FleetConfig(_Strict):
                     raise ValueError(f"name {alias!r} is used by both {seen[alias]!r} and {name!r}")
                 seen[alias] = name
         return self
+
+    @property
+    def host_name(self) -> str:
+        """The name request logs and metrics give this machine."""
+        return self.hostname or socket.gethostname()
 
     @property
     def auth_enabled(self) -> bool:

@@ -1,4 +1,4 @@
-"""Admin routes: what is running, load, unload, runner logs (tail or follow)."""
+"""Admin routes: what is running, load, unload, runner logs (tail or follow), reload the fleet file."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from ..errors import BadRequest
+from ..errors import BadRequest, ConfigError
 from .asgi import Headers, Receive, Send, send_response, wait_disconnect
 from .context import Request, Services
+from .reload import reload_fleet
 
 _FOLLOW_HEARTBEAT = 15.0  # seconds between SSE comments, so proxies keep the stream open
 
@@ -21,7 +22,9 @@ async def running(services: Services, req: Request) -> None:
         {"event": event, "model": model, "reason": reason, "count": count}
         for (event, model, reason), count in scheduler.counters.items()
     ]
-    body = orjson.dumps({"running": scheduler.running(everything), "counters": counters})
+    events = [{"at": at, "event": event, "model": model} for at, event, model in scheduler.events]
+    body = orjson.dumps({"host": services.request_log.host, "running": scheduler.running(everything),
+                         "counters": counters, "events": events})
     await send_response(req.send, 200, body, headers=req.headers)
 
 
@@ -43,6 +46,15 @@ async def load(services: Services, req: Request) -> None:
 async def unload(services: Services, req: Request) -> None:
     runner = await services.scheduler.unload(req.params["name"])
     await send_response(req.send, 200, orjson.dumps(services.scheduler.describe(runner)), headers=req.headers)
+
+
+async def reload(services: Services, req: Request) -> None:
+    try:
+        result = await reload_fleet(services)
+    except ConfigError as exc:  # the client's file is wrong, not the gateway
+        raise BadRequest(f"{exc.message}\n(the gateway keeps serving the fleet it had)",
+                         code="invalid_config") from None
+    await send_response(req.send, 200, orjson.dumps(result), headers=req.headers)
 
 
 async def logs(services: Services, req: Request) -> None:

@@ -6,7 +6,9 @@ routes write one request log line each, whatever happened.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import sys
 import time
 import traceback
@@ -16,28 +18,36 @@ from ..config import FleetConfig
 from ..errors import HomestackError
 from ..observe import RequestLog, RequestRecord
 from ..observe.metrics import Metrics
+from ..peers.directory import PeerDirectory
 from ..scheduler import Scheduler
 from .asgi import Receive, Scope, Send, send_error
-from ..keys import KeyRing, Role
+from ..keys import Key, KeyRing, Role
 from .auth import Auth
 from .context import KnowledgeTarget, Request, Services
-from .knowledge import KnowledgeSupervisor
-from .routes import RouteTable, routes
+from .knowledge import KnowledgeSupervisor, new_token, token_header
+from .reload import on_hangup
+from .routes import SURFACES, RouteTable, routes
 from .surfaces import Surface
 from .surfaces.openai import OPENAI
 from .upstream import UpstreamPool
 
+# Every header a surface may take a key from.
+_KEY_HEADERS = frozenset(s.api_key_header for s in SURFACES if s.api_key_header is not None)
+
 
 class GatewayApp:
     def __init__(self, fleet: FleetConfig, scheduler: Scheduler, request_log: RequestLog | None = None,
-                 knowledge_url: str | None = None):
-        request_log = request_log or RequestLog()
-        metrics = Metrics(scheduler) if fleet.metrics else None
+                 knowledge_url: str | None = None, fleet_file: str | None = None):
+        request_log = request_log or RequestLog(host=fleet.host_name)
+        metrics = Metrics(scheduler, fleet.host_name) if fleet.metrics else None
         if metrics is not None:
             request_log.metrics = metrics
             scheduler.on_loaded = metrics.model_loaded
         self.auth = Auth(KeyRing.load(fleet), metrics.key_rejected if metrics is not None else None)
-        # The knowledge service: /v1/knowledge/* is relayed to it, kb:<collection> chats too.
+        # The knowledge service: /v1/knowledge/* is relayed to it, kb:<collection> chats too, with its token.
+        self.knowledge_token = new_token() if knowledge_url else None
+        if self.knowledge_token is not None:  # the service calls back for embeddings and answers with it
+            self.auth.ring.add(self.knowledge_token, Key("knowledge-service", frozenset({Role.INFERENCE})))
         self.services = Services(
             fleet=fleet,
             scheduler=scheduler,
@@ -45,13 +55,18 @@ class GatewayApp:
             upstream=UpstreamPool(fleet.timeouts.connect, fleet.timeouts.read),
             metrics=metrics,
             knowledge_url=knowledge_url,
-            knowledge_target=KnowledgeTarget(knowledge_url + "/v1/knowledge") if knowledge_url else None,
+            knowledge_target=KnowledgeTarget(knowledge_url + "/v1/knowledge",
+                                             upstream_headers=token_header(self.knowledge_token))
+            if knowledge_url else None,
             created=int(time.time()),
             auth=self.auth,
+            fleet_file=fleet_file,
+            peers=PeerDirectory.for_fleet(fleet) if fleet.peers else None,
         )
         self.routes = RouteTable(routes(metrics=metrics is not None, metrics_role=Role(fleet.metrics_access)))
         self.supervisor: KnowledgeSupervisor | None = None
         self.on_started: Callable[[], None] | None = None  # e.g. print the banner
+        self.reload_on_hangup = False  # SIGHUP reloads the fleet file (the served gateway; not in-process tests)
 
     @property
     def scheduler(self) -> Scheduler:
@@ -70,6 +85,10 @@ class GatewayApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await services.scheduler.start(services.upstream.status)
+                if self.reload_on_hangup:
+                    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_hangup, services)
+                if services.peers is not None:
+                    services.peers.start(services.upstream)
                 if self.supervisor is not None:
                     self.supervisor.start()
                 if self.on_started is not None:
@@ -78,6 +97,8 @@ class GatewayApp:
             elif message["type"] == "lifespan.shutdown":
                 if self.supervisor is not None:
                     await self.supervisor.close()
+                if services.peers is not None:
+                    await services.peers.close()
                 await services.scheduler.close()
                 services.upstream.close()
                 services.request_log.close()
@@ -86,9 +107,12 @@ class GatewayApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         authorization = request_id = content_length = None
+        other_keys: dict[bytes, bytes] = {}  # headers some surfaces take a bare key from (x-api-key)
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value
+            elif name in _KEY_HEADERS:
+                other_keys[name] = value
             elif name == b"x-request-id":
                 request_id = value
             elif name == b"content-length":
@@ -96,10 +120,12 @@ class GatewayApp:
         rid = request_id.decode("latin-1") if request_id else os.urandom(8).hex()
         rid_header = [(b"x-request-id", request_id or rid.encode())]
         surface: Surface = OPENAI
-        rec = None
+        rec = route = None
         try:
             route, params = self.routes.match(scope["method"], scope["path"])
             surface = route.surface
+            if authorization is None and surface.api_key_header in other_keys:
+                authorization = b"Bearer " + other_keys[surface.api_key_header]
             req = Request(scope, receive, send, rid_header, content_length, params)
             if route.logged:
                 req.record = rec = RequestRecord(rid, req.method, req.path)
@@ -110,6 +136,8 @@ class GatewayApp:
                 rec.key = req.key.name
             await route.handler(self.services, req)
         except HomestackError as exc:
+            if route is None:  # no route took the path: answer in its neighbours' shape
+                surface = self.routes.surface_for(scope["path"])
             if rec is not None:
                 rec.status, rec.outcome = exc.status, exc.code or exc.type
             await send_error(send, exc, surface.error_body(exc), rid_header)

@@ -67,6 +67,13 @@ class Auth:
             raise Forbidden(f"key {key.name!r} may not use model {model!r}", param="model",
                             code="model_not_allowed")
 
+    def scope_route(self, key: Key | None, route: str) -> None:
+        """Raise 403 unless ``key`` may use the route (virtual model) ``route``."""
+        if key is not None and not key.may_route(route):
+            self.on_reject(key.name, "route")
+            raise Forbidden(f"key {key.name!r} may not use route {route!r}", param="model",
+                            code="model_not_allowed")
+
     def admit(self, key: Key | None, headers: Headers) -> bool:
         """Count a request against the key's limits, adding x-ratelimit-* to ``headers``; raise 429 past one.
         True when admitted under limits: call ``finish`` when the request ends."""

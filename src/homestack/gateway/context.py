@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from ..config import FleetConfig
 from ..observe import RequestLog, RequestRecord
@@ -14,6 +15,7 @@ from .upstream import UpstreamPool
 
 if TYPE_CHECKING:
     from ..keys import Key
+    from ..peers.directory import PeerDirectory
     from ..observe.metrics import Metrics
     from .auth import Auth
 
@@ -41,6 +43,10 @@ class Services:
     knowledge_target: KnowledgeTarget | None
     created: int  # the "created" time /v1/models reports
     auth: "Auth"
+    fleet_file: str | None = None  # what a reload reads (None: the embedded default fleet)
+    reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    background: set[asyncio.Task[Any]] = field(default_factory=set)  # tasks nobody awaits (a SIGHUP's reload)
+    peers: "PeerDirectory | None" = None  # other gateways, for models not held here
 
 
 class Request:

@@ -9,6 +9,7 @@ import orjson
 
 from ..errors import ModelNotFound
 from ..observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ..peers.choice import PeerModel, PeerView
 from ..runners import Runner, State
 from .asgi import send_response
 from .context import Request, Services
@@ -26,16 +27,29 @@ async def list_models(services: Services, req: Request) -> None:
     key = req.key
     data = [_model(services, r) for r in services.scheduler.runners.values()
             if key is None or key.may_use(r.name, *r.spec.aliases)]
+    data += [_route(services, name) for name in services.fleet.routes if key is None or key.may_route(name)]
+    if services.peers is not None:  # the union: a model held here is served here
+        data += [_peer_model(services, peer, m) for peer, m in services.peers.models()
+                 if m.name not in services.scheduler.runners and (key is None or key.may_use(*m.names))]
     await send_response(req.send, 200, orjson.dumps({"object": "list", "data": data}), headers=req.headers)
 
 
 async def get_model(services: Services, req: Request) -> None:
     name = req.params["name"]
+    if name in services.fleet.routes:
+        services.auth.scope_route(req.key, name)
+        await send_response(req.send, 200, orjson.dumps(_route(services, name)), headers=req.headers)
+        return
     try:
         runner = services.scheduler.resolve(name)
     except ModelNotFound:
         services.auth.scope(req.key, name)  # out of scope: 403, whether the model exists or not
-        raise
+        on_peers = services.peers.choose(name) if services.peers is not None else []
+        if not on_peers:
+            raise
+        peer, model = on_peers[0]
+        await send_response(req.send, 200, orjson.dumps(_peer_model(services, peer, model)), headers=req.headers)
+        return
     services.auth.scope(req.key, name, runner.name, *runner.spec.aliases)
     await send_response(req.send, 200, orjson.dumps(_model(services, runner)), headers=req.headers)
 
@@ -72,4 +86,32 @@ def _model(services: Services, runner: Runner) -> dict[str, Any]:
         "aliases": list(runner.spec.aliases),
         "runner": runner.kind,
         "state": runner.state.value,
+        "host": services.request_log.host,
+    }
+
+
+def _peer_model(services: Services, peer: PeerView, model: PeerModel) -> dict[str, Any]:
+    """A model a peer serves, as its last poll described it."""
+    return {
+        "id": model.name,
+        "object": "model",
+        "created": services.created,
+        "owned_by": "homestack",
+        "aliases": list(model.aliases),
+        "runner": model.runner,
+        "state": model.state,
+        "host": peer.host,
+    }
+
+
+def _route(services: Services, name: str) -> dict[str, Any]:
+    """A route (virtual model), marked as one: its weights, fallbacks and what keeps a caller on a target."""
+    route = services.fleet.routes[name]
+    return {
+        "id": name,
+        "object": "model",
+        "created": services.created,
+        "owned_by": "homestack",
+        "runner": "route",
+        "route": {"targets": route.targets, "fallbacks": route.fallbacks, "sticky": route.sticky},
     }

@@ -1,20 +1,34 @@
 """The model-serving handler every surface's routes share.
 
 It reads the body once, lets the route's surface parse it (to find the model),
-waits for a slot on the model's runner, and forwards the original bytes untouched.
+resolves the model (a route: the targets to try, in order), waits for a slot on
+the model's runner, and forwards the original bytes untouched: unless the runner
+does not speak the surface's protocol (then the surface translates to chat
+completions and back) or ``max_tokens`` asks for more than the model may give
+(then it is capped, not refused). A route's next target is tried only while
+nothing has been sent to the client.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from ..errors import BadRequest, ClientClosed, ModelNotFound
+import orjson
+
+from ..errors import BadRequest, ClientClosed, ModelNotFound, RunnerError, TooManyRequests
 from ..keys import Role
+from ..routing import caller_of, chain
+from ..peers.choice import PeerModel, PeerView
+from ..peers.forward import forward_to_peers, forwarded
 from ..runners import Runner
 from ..scheduler import Scheduler, Ticket
 from .asgi import Receive, read_body, wait_disconnect
 from .context import Request, Services
 from .proxy import forward
+
+# What makes a route try its next target: the runner could not take or answer the request.
+_UNSERVED = (RunnerError, TooManyRequests)
 
 
 async def serve_model(services: Services, req: Request) -> None:
@@ -29,27 +43,49 @@ async def serve_model(services: Services, req: Request) -> None:
     payload = operation.surface.parse(body, operation)
     rec.model = payload["model"]
     rec.stream = payload.get("stream") is True
-    scheduler = services.scheduler
+    on_peers: list[tuple[PeerView, PeerModel]] = []
     try:
-        runner = scheduler.resolve(rec.model)
+        runners = resolve_target(services, req, payload)
     except ModelNotFound:
-        if services.knowledge_target is None or not rec.model.startswith("kb:"):
+        if services.peers is not None and not forwarded(req.scope["headers"]):
+            on_peers = services.peers.choose(rec.model)
+        if not on_peers and (services.knowledge_target is None or not rec.model.startswith("kb:")):
             auth.require(req.key, Role.INFERENCE)  # a key without the role learns nothing of the fleet
             auth.scope(req.key, rec.model)
             raise
-        runner = None
+        runners = []
     # The route admits any valid key; the model decides the role: kb:<collection> chats read knowledge.
-    auth.require(req.key, Role.INFERENCE if runner is not None else Role.KNOWLEDGE_READ)
-    auth.scope(req.key, rec.model, *((runner.name, *runner.spec.aliases) if runner is not None else ()))
+    auth.require(req.key, Role.INFERENCE if runners or on_peers else Role.KNOWLEDGE_READ)
+    if rec.route is None:
+        names = (runners[0].name, *runners[0].spec.aliases) if runners else on_peers[0][1].names if on_peers else ()
+        auth.scope(req.key, rec.model, *names)
     limited = auth.admit(req.key, req.headers)
     try:
-        if runner is None:
-            await _ask_knowledge(services, req, body)
+        if runners:
+            await _serve_targets(services, req, runners, body, payload)
+        elif on_peers:
+            await forward_to_peers(services.peers, on_peers, services.upstream, req.operation, body, rec, req.send,
+                                   req.receive, req.headers, services.request_log.host)
         else:
-            await _serve_runner(services, req, runner, body)
+            await _ask_knowledge(services, req, body)
     finally:
         if limited:
             auth.finish(req.key, (rec.tokens_in or 0) + (rec.tokens_out or 0))
+
+
+def resolve_target(services: Services, req: Request, payload: dict[str, Any]) -> list[Runner]:
+    """The runners to try for the request's model, in order: its own for a model; for a route (a
+    virtual model) the target its caller lands on, then the fallbacks. ModelNotFound for neither."""
+    name = req.record.model
+    routes = services.fleet.routes
+    route = routes.get(name)
+    if route is None:
+        return [services.scheduler.resolve(name)]
+    services.auth.require(req.key, Role.INFERENCE)
+    services.auth.scope_route(req.key, name)
+    req.record.route = name
+    caller = caller_of(route.sticky, req.key.name if req.key else None, payload, req.scope["headers"])
+    return [services.scheduler.resolve(model) for model in chain(routes, name, caller)]
 
 
 async def _ask_knowledge(services: Services, req: Request, body: bytes) -> None:
@@ -62,15 +98,59 @@ async def _ask_knowledge(services: Services, req: Request, body: bytes) -> None:
                   req.headers)
 
 
-async def _serve_runner(services: Services, req: Request, runner: Runner, body: bytes) -> None:
-    rec = req.record
+def output_cap(runner: Runner) -> int | None:
+    """The most tokens one answer may ask for: the model's max_output_tokens and its context."""
+    caps = [c for c in (runner.spec.max_output_tokens, runner.plan.kind.context_tokens(runner.spec)) if c]
+    return min(caps, default=None)
+
+
+def _cap_max_tokens(payload: dict[str, Any], field: str | None, runner: Runner) -> bool:
+    """Lower ``payload[field]`` to what the model may give; whether it changed."""
+    cap = output_cap(runner)
+    asked = payload.get(field) if field else None
+    if cap is None or not isinstance(asked, int) or asked <= cap:
+        return False
+    payload[field] = cap
+    return True
+
+
+async def _serve_targets(services: Services, req: Request, runners: list[Runner], body: bytes,
+                         payload: dict[str, Any]) -> None:
+    """Serve with the first runner that can; each failure before anything was sent moves to the next."""
+    last = len(runners) - 1
+    for index, runner in enumerate(runners):
+        try:
+            await _serve_runner(services, req, runner, body, payload, fallback=index < last)
+            return
+        except _UNSERVED as exc:
+            if index == last:
+                raise
+            req.record.fell_back_from.append(runner.name)
+            req.record.status, req.record.outcome = 200, "ok"  # what the next target's answer makes them
+            runner.log.write(f"[homestack] request {req.record.request_id} for route {req.record.route}: "
+                             f"trying {runners[index + 1].name} instead: {exc.message}")
+
+
+async def _serve_runner(services: Services, req: Request, runner: Runner, body: bytes, payload: dict[str, Any],
+                        fallback: bool) -> None:
+    rec, operation = req.record, req.operation
+    if _cap_max_tokens(payload, operation.max_tokens_field, runner):
+        body = orjson.dumps(payload)
+    native = operation.upstream_path in runner.plan.kind.serves
+    translation = operation.surface.translation(operation, payload, native)
     scheduler = services.scheduler
     rec.runner, rec.runner_kind, rec.runner_version = runner.name, runner.kind, runner.version
+    if runner.operations is not None and operation.capability not in runner.operations:
+        served = " and ".join(sorted(runner.operations))
+        raise BadRequest(f"model {runner.name} serves {served}, not {operation.capability}", param="model",
+                         code="unsupported_operation")
     ticket = scheduler.acquire(runner)
     if ticket is not None:
         await _wait_turn(scheduler, ticket, req.receive)
+    headers = [*req.headers, (b"x-homestack-model", runner.name.encode())]
     try:
-        await forward(services.upstream, runner, req.operation, body, rec, req.send, req.receive, req.headers)
+        await forward(services.upstream, runner, operation, body, rec, req.send, req.receive, headers,
+                      translation, fallback=fallback)
     finally:
         scheduler.release(runner)
 

@@ -3,16 +3,19 @@
 `homestack serve` starts `homestack knowledge serve` on its own port, restarts it
 if it dies (with backoff), and stops it with the gateway. The gateway forwards
 `/v1/knowledge/*` to it, and chat requests for a `kb:<collection>` model to its
-OpenAI-compatible endpoint.
+OpenAI-compatible endpoint, presenting on each the random token it gave the
+service at start (in the environment: argv shows in `ps` and in the log).
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sys
 from pathlib import Path
 
 from ..errors import NotFound
+from ..knowledge.service.access import TOKEN_ENV, bearer
 from ..runners.logs import LogTail
 from ..runners.process import retry_delay, spawn, terminate
 from . import proxy
@@ -30,26 +33,36 @@ async def relay(services: Services, req: Request) -> None:
     query = req.query
     target = req.path + ("?" + query.decode("latin-1") if query else "")
     await proxy.relay(services.upstream, services.knowledge_url, req.method.encode(), target, body, req.send,
-                      req.headers)
+                      req.headers, services.knowledge_target.upstream_headers)
+
+
+def new_token() -> str:
+    """The token a gateway's knowledge service accepts; a fresh one every `homestack serve`."""
+    return secrets.token_urlsafe(32)
+
+
+def token_header(token: str) -> bytes:
+    """The raw header line that presents ``token`` on an upstream request."""
+    return b"Authorization: " + bearer(token) + b"\r\n"
 
 
 class KnowledgeSupervisor:
-    def __init__(self, argv: list[str], log_path: Path):
+    def __init__(self, argv: list[str], log_path: Path, token: str):
         self.argv = argv
+        self._env = {TOKEN_ENV: token}
         self.log = LogTail(log_path)
         self._task: asyncio.Task[None] | None = None
         self._proc: asyncio.subprocess.Process | None = None
 
     @classmethod
     def for_fleet(cls, config: str | None, host: str, port: int, gateway_url: str, data_dir: Path,
-                  no_auth: bool = False) -> "KnowledgeSupervisor":
+                  token: str) -> "KnowledgeSupervisor":
+        """The child checks ``token`` on every call, so it may bind any knowledge.host."""
         argv = [sys.executable, "-m", "homestack", "knowledge", "serve", "--host", host, "--port", str(port),
                 "--gateway", gateway_url]
         if config is not None:
             argv += ["--config", config]
-        if no_auth:  # `serve --no-auth` allows a non-loopback knowledge.host as well
-            argv.append("--no-auth")
-        return cls(argv, data_dir / "logs" / "knowledge.log")
+        return cls(argv, data_dir / "logs" / "knowledge.log", token)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._supervise())
@@ -68,7 +81,7 @@ class KnowledgeSupervisor:
             self.log.write(f"[homestack] starting the knowledge service: {' '.join(self.argv)}")
             started = loop.time()
             try:
-                self._proc = await spawn(self.argv, {}, self.log)
+                self._proc = await spawn(self.argv, self._env, self.log)
                 code = await self._proc.wait()
             except OSError as exc:
                 code = f"could not start ({exc})"

@@ -16,7 +16,7 @@ from ..errors import HomestackError, RunnerError, RunnerTimeout, ServiceUnavaila
 from ..observe import RequestRecord
 from ..runners.logs import REDACTED
 from .asgi import Headers, Receive, Send, send_response, wait_disconnect
-from .surfaces import Operation, Surface
+from .surfaces import Operation, StreamTranslator, Surface, Translation
 from .upstream import Response, UpstreamError, UpstreamPool, UpstreamTimeout
 
 # The end of a stream kept while relaying it: enough for the last events (usage,
@@ -57,36 +57,68 @@ async def forward(
     send: Send,
     receive: Receive,
     extra_headers: Headers,
+    translation: Translation | None = None,
+    fallback: bool = False,
 ) -> None:
-    surface = operation.surface
+    """Send ``body`` to the operation's runner path, or, with a ``translation``, as chat completions, and
+    relay the answer. With ``fallback`` (another target would be tried), an answer worth trying elsewhere
+    raises RunnerError instead of going to the client."""
+    if translation is not None:
+        body = translation.request()
+    resp = await open_upstream(pool, runner, operation, body, translation)
+    await deliver(resp, runner, operation, rec, send, receive, extra_headers, translation, fallback)
+
+
+async def open_upstream(pool: UpstreamPool, runner: Target, operation: Operation, body: bytes,
+                        translation: Translation | None = None) -> Response:
+    """Send the request; the response once its headers are in (RunnerError/RunnerTimeout if none came)."""
+    path = operation.upstream_path if translation is None else translation.upstream_path
     try:
-        resp = await pool.request(b"POST", runner.base_url, operation.upstream_path, body, runner.upstream_headers)
+        return await pool.request(b"POST", runner.base_url, path, body, runner.upstream_headers)
     except _TRANSPORT_ERRORS as exc:
         raise _transport_error(runner, exc) from None
+
+
+async def deliver(
+    resp: Response, runner: Target, operation: Operation, rec: RequestRecord, send: Send, receive: Receive,
+    extra_headers: Headers, translation: Translation | None = None, fallback: bool = False,
+) -> None:
+    """Relay an upstream's answer to the client (the stream as it arrives), then close it."""
+    surface = operation.surface
     rec.first_byte = time.perf_counter()
     try:
         if rec.stream and resp.status == 200:
-            await _relay_stream(resp, runner, surface, rec, send, receive, extra_headers)
+            await _relay_stream(resp, runner, surface, rec, send, receive, extra_headers,
+                                translation.stream() if translation is not None else None)
             return
         try:
             data = await resp.read()
         except _TRANSPORT_ERRORS as exc:
             raise _transport_error(runner, exc) from None
         rec.status = resp.status
+        if fallback and _worth_another(resp.status, data):
+            raise RunnerError(f"model {runner.name!r} answered {resp.status}")
         if resp.status >= 400:
             data, error_type = surface.runner_error(resp.status, _redacted(data, runner.secrets))
             rec.outcome = f"runner:{error_type}"
             await send_response(send, resp.status, data, headers=extra_headers)
             return
+        if translation is not None:
+            data = translation.answer(data)
         surface.count_tokens(rec, data)
         await send_response(send, resp.status, data, resp.content_type, extra_headers)
     finally:
         resp.close()
 
 
+def _worth_another(status: int, data: bytes) -> bool:
+    """The runner failed or is overloaded, or the prompt does not fit its context (llama-server's 400)."""
+    return status >= 500 or status == 429 or (status == 400 and b"exceed_context_size_error" in data)
+
+
 async def _relay_stream(
     resp: Response, runner: Target, surface: Surface, rec: RequestRecord, send: Send, receive: Receive,
-    extra_headers: Headers,
+    extra_headers: Headers, translator: StreamTranslator | None,
 ) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + extra_headers})
     disconnected = asyncio.ensure_future(wait_disconnect(receive))
@@ -96,8 +128,11 @@ async def _relay_stream(
     window = b""
     try:
         async for chunk in resp.chunks():
+            if translator is not None:
+                chunk = translator.feed(chunk)
             if not window:  # time to first token: the first chunk of the body, not the headers
                 rec.first_byte = time.perf_counter()
+                surface.stream_started(rec, chunk)
             window = (window + chunk)[-_WINDOW:]
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
     except _TRANSPORT_ERRORS as exc:
@@ -107,6 +142,10 @@ async def _relay_stream(
     finally:
         client_gone = disconnected.done()
         disconnected.cancel()
+    if translator is not None and not client_gone and rec.outcome == "ok":
+        ending = translator.finish()  # the closing events, if the runner finished its stream
+        window = (window + ending)[-_WINDOW:]
+        await send({"type": "http.response.body", "body": ending, "more_body": True})
     finished = surface.stream_finished(window)
     if client_gone and not finished:  # a client that leaves after [DONE] has had it all
         rec.outcome = "client_disconnected"
@@ -124,11 +163,13 @@ async def _send_error_event(send: Send, rec: RequestRecord, surface: Surface, er
 
 
 async def relay(
-    pool: UpstreamPool, base_url: str, method: bytes, path: str, body: bytes, send: Send, extra_headers: Headers
+    pool: UpstreamPool, base_url: str, method: bytes, path: str, body: bytes, send: Send, extra_headers: Headers,
+    upstream_headers: bytes = b"",
 ) -> int:
-    """Pass a request through to a service unchanged and relay its answer as it arrives; the status."""
+    """Pass a request through to a service (with ``upstream_headers``, raw header lines: its credentials)
+    and relay its answer as it arrives; the status."""
     try:
-        resp = await pool.request(method, base_url, path, body)
+        resp = await pool.request(method, base_url, path, body, upstream_headers)
     except _TRANSPORT_ERRORS as exc:
         raise ServiceUnavailable(f"the knowledge service at {base_url} is not answering: {exc}") from None
     try:

@@ -12,12 +12,15 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Iterable
 
 from ..errors import MethodNotAllowed, NotFound
-from . import admin, handlers, knowledge, ui
+from . import admin, handlers, knowledge, openapi, ui
 from ..keys import Role
 from .context import Request, Services
+from .asgi import send_response
 from .inference import serve_model
 from .surfaces import Operation, Surface
+from .surfaces.anthropic import ANTHROPIC, COUNT_TOKENS, MESSAGES
 from .surfaces.openai import CHAT, COMPLETIONS, EMBEDDINGS, OPENAI
+from .surfaces.responses import RESPONSES, RESPONSES_SURFACE
 
 Handler = Callable[[Services, Request], Awaitable[None]]
 
@@ -42,6 +45,7 @@ def _model_route(path: str, operation: Operation) -> Route:
     return Route("POST", path, Role.INFERENCE, serve_model, operation, logged=True)
 
 
+SURFACES = (OPENAI, ANTHROPIC, RESPONSES_SURFACE)  # every API surface the table uses
 _KNOWLEDGE = "/v1/knowledge"
 _READ, _WRITE = Role.KNOWLEDGE_READ, Role.KNOWLEDGE_WRITE
 
@@ -52,10 +56,14 @@ def routes(metrics: bool = True, metrics_role: Role = Role.ANY) -> list[Route]:
         _model_route("/v1/chat/completions", CHAT),
         _model_route("/v1/completions", COMPLETIONS),
         _model_route("/v1/embeddings", EMBEDDINGS),
+        _model_route("/v1/messages", MESSAGES),
+        _model_route("/v1/messages/count_tokens", COUNT_TOKENS),
+        _model_route("/v1/responses", RESPONSES),
         Route("GET", "/v1/models", Role.INFERENCE, handlers.list_models),
         Route("GET", "/v1/models/{name}", Role.INFERENCE, handlers.get_model),
         Route("GET", "/health", Role.PUBLIC, handlers.health),
         Route("HEAD", "/health", Role.PUBLIC, handlers.health),
+        Route("GET", "/openapi.json", Role.PUBLIC, _openapi),
         # The status page is static; the page sends the user's key to /admin itself.
         Route("GET", "/ui", Role.PUBLIC, ui.page),
         Route("HEAD", "/ui", Role.PUBLIC, ui.page),
@@ -69,6 +77,7 @@ def routes(metrics: bool = True, metrics_role: Role = Role.ANY) -> list[Route]:
         Route("POST", "/admin/models/{name}/load", Role.ADMIN, admin.load),
         Route("POST", "/admin/models/{name}/unload", Role.ADMIN, admin.unload),
         Route("GET", "/admin/logs/{name}", Role.ADMIN, admin.logs),
+        Route("POST", "/admin/reload", Role.ADMIN, admin.reload),
         # The knowledge service's API, relayed unchanged: reads need knowledge-read; writes, backups
         # (every document's text) and restores knowledge-write.
         *(Route(method, _KNOWLEDGE + path, role, knowledge.relay) for method, path, role in (
@@ -84,6 +93,13 @@ def routes(metrics: bool = True, metrics_role: Role = Role.ANY) -> list[Route]:
     if metrics:
         table.append(Route("GET", "/metrics", metrics_role, handlers.metrics))
     return table
+
+
+async def _openapi(services: Services, req: Request) -> None:
+    """The API described from this very table (see gateway/openapi.py)."""
+    table = routes(metrics=services.metrics is not None)
+    body = openapi.describe(table, SURFACES, list(services.scheduler.runners))
+    await send_response(req.send, 200, body, headers=req.headers)
 
 
 _PARAM = re.compile(r"\{(\w+)(:path)?\}")
@@ -112,6 +128,14 @@ class RouteTable:
             if route.method in methods:
                 raise ValueError(f"route {route.method} {route.path} is listed twice")
             methods[route.method] = route
+
+    def surface_for(self, path: str) -> Surface:
+        """The error shape for a path no route takes: that of the longest route path it starts with."""
+        best, surface = -1, OPENAI
+        for fixed, methods in self._fixed.items():
+            if path.startswith(fixed) and len(fixed) > best:
+                best, surface = len(fixed), next(iter(methods.values())).surface
+        return surface
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         """The route for ``method`` and ``path`` and its path parameters; else NotFound or MethodNotAllowed."""

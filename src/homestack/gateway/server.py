@@ -13,8 +13,10 @@ from ..listen import bind, is_loopback, url_of
 from ..notify import notify_ready
 from ..runners.process import free_port
 from ..scheduler import Scheduler
+from ..statedir import check_state_dir
 from .app import GatewayApp
 from .knowledge import KnowledgeSupervisor
+from .protocol import with_header_deadline
 
 
 def check_exposure(fleet: FleetConfig, no_auth: bool) -> None:
@@ -49,6 +51,7 @@ def _check_data_dir(fleet: FleetConfig) -> None:
         (fleet.data_dir / "logs").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"data_dir: cannot create {fleet.data_dir}: {exc.strerror} (set HOMESTACK_HOME or data_dir)") from None
+    check_state_dir(fleet.data_dir)
 
 
 def serve(fleet: FleetConfig, config: str | None, no_auth: bool = False) -> None:
@@ -59,25 +62,28 @@ def serve(fleet: FleetConfig, config: str | None, no_auth: bool = False) -> None
     knowledge = fleet.knowledge
     knowledge_port = (knowledge.port or free_port()) if knowledge.enabled else None
     knowledge_url = f"http://{knowledge.host}:{knowledge_port}" if knowledge_port else None
-    gateway = GatewayApp(fleet, scheduler, knowledge_url=knowledge_url)
+    gateway = GatewayApp(fleet, scheduler, knowledge_url=knowledge_url, fleet_file=config)
+    gateway.reload_on_hangup = True
     sock = bind(fleet.host, fleet.port)
     host = sock.getsockname()[0]
-    url = url_of(sock)
+    url = url_of(sock, "https" if fleet.tls_cert else "http")
     if knowledge_port and knowledge.supervise:
         gateway.supervisor = KnowledgeSupervisor.for_fleet(
             config, knowledge.host, knowledge_port, knowledge.gateway_url or _local(url, host), fleet.data_dir,
-            no_auth,
+            gateway.knowledge_token,
         )
     gateway.on_started = lambda: (_banner(gateway, url), notify_ready())
     config = uvicorn.Config(
         gateway,
         loop="uvloop",
-        http="httptools",
+        http=with_header_deadline(fleet.timeouts.headers),
         lifespan="on",
         access_log=False,
         log_level="warning",
         server_header=False,
         proxy_headers=False,  # the gateway never uses the client address
         timeout_graceful_shutdown=10,
+        ssl_certfile=fleet.tls_cert,
+        ssl_keyfile=fleet.tls_key,
     )
     uvicorn.Server(config).run(sockets=[sock])

@@ -58,6 +58,10 @@ class Key:
         """Whether the key's model globs match any of ``names`` (a model's name and its aliases)."""
         return any(fnmatchcase(name, pattern) for name in names for pattern in self.models)
 
+    def may_route(self, route: str) -> bool:
+        """Whether the key's route globs match ``route`` (a virtual model)."""
+        return any(fnmatchcase(route, pattern) for pattern in self.routes)
+
     def expired(self, now: datetime | None = None) -> bool:
         return self.expires is not None and (now or datetime.now(timezone.utc)) >= _aware(self.expires)
 
@@ -74,6 +78,7 @@ class KeyRing:
 
     def __init__(self, keys: dict[bytes, Key], store: KeyStore | None = None):
         self._fixed = dict(keys)
+        self._added: dict[bytes, Key] = {}  # keys for services the gateway runs; they never turn auth on
         self._store = store
         self._stored: dict[bytes, Key] = {}
         self._stamp: tuple[int, int, int] | None = None  # the store file's (inode, mtime_ns, size) last read
@@ -101,8 +106,8 @@ class KeyRing:
 
     def add(self, secret: str | bytes, key: Key) -> None:
         """Accept ``secret`` as ``key`` from now on (e.g. a token the gateway made for a service it runs)."""
-        self._fixed[digest(secret)] = key
-        self._by_digest = {**self._stored, **self._fixed}
+        self._added[digest(secret)] = key
+        self._by_digest = {**self._stored, **self._fixed, **self._added}
 
     def lookup(self, secret: bytes) -> Key | None:
         found = digest(secret)
@@ -142,7 +147,7 @@ class KeyRing:
         fixed_names = {k.name for k in self._fixed.values()}
         self._stored = {bytes.fromhex(s.sha256): _stored_key(name, s) for name, s in stored.items()
                         if name not in fixed_names}  # a fleet key's name always means the fleet key
-        self._by_digest = {**self._stored, **self._fixed}
+        self._by_digest = {**self._stored, **self._fixed, **self._added}
         self._stamp = stamp
         return True
 

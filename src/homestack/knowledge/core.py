@@ -39,6 +39,9 @@ class Settings:
     top_k: int
     min_score: float | None
     read_only: bool
+    allowed_paths: tuple[Path, ...] = ()  # folders add_document(path=...) may read
+    mcp_allowed_hosts: tuple[str, ...] = ()  # Host and Origin headers /mcp accepts
+    mcp_allowed_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_fleet(cls, fleet: FleetConfig, gateway_url: str | None = None) -> "Settings":
@@ -50,6 +53,8 @@ class Settings:
             api_key=keys[0] if keys else None, embedding_model=k.embedding_model, chat_model=k.chat_model,
             qdrant_url=k.qdrant_url, chunk_tokens=k.chunk_tokens, chunk_overlap=k.chunk_overlap,
             embed_batch=k.embed_batch, top_k=k.top_k, min_score=k.min_score, read_only=k.read_only,
+            allowed_paths=tuple(k.allowed_paths), mcp_allowed_hosts=tuple(k.mcp_allowed_hosts),
+            mcp_allowed_origins=tuple(k.mcp_allowed_origins),
         )
 
 

@@ -2,23 +2,28 @@
 
 Inside the knowledge service (streamable HTTP at /mcp) the tools call it
 directly; `homestack mcp` (stdio) runs in the agent's process and talks to the
-running service over HTTP, so there is still one writer per store.
+running service over HTTP, so there is still one writer per store. Either way,
+add_document(path=...) reads only inside `knowledge.allowed_paths`.
 """
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 from anyio import to_thread
 
-from ..errors import BadRequest
+from ..errors import BadRequest, Forbidden
+from ..keys import Role
+from ..knowledge.ingest.allowed import read_allowed
 
 
 class Backend(Protocol):
     async def search(self, collection: str, query: str, k: int | None, filters: dict[str, Any]) -> list[dict]: ...
 
-    async def add(self, collection: str, document: dict[str, Any]) -> dict[str, Any]: ...
+    async def add(self, collection: str, text: str | None, path: str | None, metadata: dict[str, Any] | None,
+                  request: Any) -> dict[str, Any]: ...
 
     async def collections(self) -> list[dict[str, Any]]: ...
 
@@ -27,8 +32,9 @@ class Backend(Protocol):
     async def fleet(self) -> Any: ...
 
 
-def document_for(text: str | None, path: str | None, metadata: dict[str, Any] | None) -> dict[str, Any]:
-    """The API's document for add_document: inline text, or a file read here."""
+def document_for(text: str | None, path: str | None, metadata: dict[str, Any] | None,
+                 roots: Sequence[Path]) -> dict[str, Any]:
+    """The API's document for add_document: inline text, or a file read here from inside ``roots``."""
     if (text is None) == (path is None):
         raise BadRequest("give exactly one of 'text' or 'path'")
     metadata = dict(metadata or {})
@@ -36,13 +42,7 @@ def document_for(text: str | None, path: str | None, metadata: dict[str, Any] | 
     tags = [tags] if isinstance(tags, str) else list(tags)
     if text is not None:
         return {"source": str(metadata.pop("source", "mcp:text")), "text": text, "tags": tags, "metadata": metadata}
-    file = Path(path).expanduser().resolve()
-    try:
-        data = file.read_bytes()
-    except OSError as exc:
-        raise BadRequest(f"{path}: {exc.strerror}") from None
-    import base64
-
+    file, data = read_allowed(path, roots)
     return {"source": str(file), "content_base64": base64.b64encode(data).decode(), "tags": tags, "metadata": metadata}
 
 
@@ -55,10 +55,15 @@ class LocalBackend:
 
         return await self.k.search(collection, query, k=k, **filters_of({"filters": filters}))
 
-    async def add(self, collection, document):
+    async def add(self, collection, text, path, metadata, request):
         from ..knowledge.ingest.pipeline import ingest
-        from ..knowledge.service.app import documents_of
+        from ..knowledge.service.app import CALLER, documents_of
 
+        key = request.scope[CALLER]  # the /mcp guard put it there (None: the service checks nothing)
+        if key is not None and Role.KNOWLEDGE_WRITE not in key.roles:
+            raise Forbidden(f"add_document needs the 'knowledge-write' role; key {key.name!r} lacks it",
+                            code="role_required")
+        document = await to_thread.run_sync(document_for, text, path, metadata, self.k.settings.allowed_paths)
         await self.k.create_collection(collection, exist_ok=True)
         events = [e async for e in ingest(self.k, collection, documents_of({"documents": [document]}))]
         return {**events[-1], "files": [e for e in events if e["event"] == "file"]}
@@ -74,8 +79,11 @@ class LocalBackend:
 
 
 class HttpBackend:
-    def __init__(self, client):
+    """For `homestack mcp` (stdio): the service checks the key; files are read here, inside ``roots``."""
+
+    def __init__(self, client, roots: Sequence[Path] = ()):
         self.client = client
+        self.roots = list(roots)
 
     async def _json(self, method: str, path: str, body: Any = None) -> Any:
         return await to_thread.run_sync(lambda: self.client.json(method, path, body))
@@ -84,7 +92,8 @@ class HttpBackend:
         body = {"collection": collection, "query": query, "k": k, "filters": filters}
         return (await self._json("POST", "/search", body))["results"]
 
-    async def add(self, collection, document):
+    async def add(self, collection, text, path, metadata, request):
+        document = await to_thread.run_sync(document_for, text, path, metadata, self.roots)
         await self._json("POST", "/collections", {"name": collection, "exist_ok": True})
         return await self._json("POST", f"/collections/{collection}/documents", {"documents": [document]})
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 from ..errors import HomestackError
-from .backends import Backend, LocalBackend, document_for
+from .backends import Backend, LocalBackend
 
 _INSTRUCTIONS = (
     "homestack's knowledge base: search_knowledge finds passages (with file, page and heading to cite); "
@@ -42,11 +42,12 @@ def build_server(backend: Backend, read_only: bool) -> MCPServer:
     if not read_only:
         @server.tool()
         @_tool_errors
-        async def add_document(collection: str = "default", text: str | None = None, path: str | None = None,
-                               metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        async def add_document(ctx: Context, collection: str = "default", text: str | None = None,
+                               path: str | None = None, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
             """Add one document to a collection (created if missing): inline text, or a file path
-            (PDF, Markdown, HTML, text). metadata may carry "source" (a name for text) and "tags"."""
-            return await backend.add(collection, document_for(text, path, metadata))
+            (PDF, Markdown, HTML, text) inside the folders the operator allowed (knowledge.allowed_paths).
+            metadata may carry "source" (a name for text) and "tags"."""
+            return await backend.add(collection, text, path, metadata, ctx.request_context.request)
 
     @server.tool()
     @_tool_errors

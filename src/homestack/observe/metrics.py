@@ -34,12 +34,13 @@ _TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 
 _LOAD_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 
 OPERATIONS = {"/v1/chat/completions": "chat", "/v1/completions": "text_completion", "/v1/embeddings": "embeddings"}
-_GENAI = ("gen_ai_request_model", "gen_ai_operation_name")
+_GENAI = ("gen_ai_request_model", "gen_ai_operation_name", "host")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Metrics:
-    def __init__(self, scheduler: "Scheduler"):
+    def __init__(self, scheduler: "Scheduler", host: str):
+        self.host = host  # the label of requests this machine ran; a peer's name for those it ran
         self.lock = threading.Lock()  # the writer holds it per batch of records; a scrape while it reads
         self.ttft = HistogramSeries("gen_ai_server_time_to_first_token_seconds", "Time to generate the first token.",
                                     _GENAI, _TTFT_BUCKETS)
@@ -50,24 +51,29 @@ class Metrics:
                                         _DURATION_BUCKETS)
         self.tokens = HistogramSeries("gen_ai_client_token_usage", "Input and output tokens per request.",
                                       (*_GENAI, "gen_ai_token_type"), _TOKEN_BUCKETS)
-        self.requests = CounterSeries("homestack_requests", "Requests by model and HTTP status.", ("model", "status"))
+        self.requests = CounterSeries("homestack_requests", "Requests by model and HTTP status.", ("model", "status", "host"))
         self.key_requests = CounterSeries("homestack_key_requests", "Requests by API key name (never the secret).",
                                           ("key",))
         self.key_tokens = CounterSeries("homestack_key_tokens", "Tokens used by API key name, input and output.",
                                         ("key", "type"))
         self.key_rejections = CounterSeries("homestack_key_rejections", "Requests refused by API key name and "
-                                            "reason (role, model, rpm, tpm, concurrency, expired, invalid).",
+                                            "reason (role, model, route, rpm, tpm, concurrency, expired, invalid).",
                                             ("key", "reason"))
+        self.route_requests = CounterSeries("homestack_route_requests", "Requests to a route (virtual model) by "
+                                            "the target that served and HTTP status.", ("route", "target", "status"))
+        self.route_fallbacks = CounterSeries("homestack_route_fallbacks", "A route's targets that could not serve "
+                                             "a request, which then went to the next.", ("route", "target"))
         self.load_duration = HistogramSeries("homestack_model_load_duration_seconds",
                                              "Seconds from starting a runner to ready.", ("model",), _LOAD_BUCKETS)
         self._series = (self.ttft, self.tpot, self.duration, self.tokens, self.requests, self.key_requests,
-                        self.key_tokens, self.key_rejections, self.load_duration)
+                        self.key_tokens, self.key_rejections, self.route_requests, self.route_fallbacks,
+                        self.load_duration)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         self.registry.register(_FleetCollector(scheduler, scheduler.gpus))
         self._runners = _RunnerCollector()
         self.registry.register(self._runners)
-        self._children: dict[tuple[str, str, str], tuple] = {}  # label lookups cached: observe runs per request
+        self._children: dict[tuple[str, str, str, str], tuple] = {}  # label lookups cached: observe runs per request
 
     def collect(self) -> Iterable[Metric]:
         with self.lock:
@@ -89,11 +95,16 @@ class Metrics:
         model = rec.runner or "(unknown)"
         operation = OPERATIONS.get(rec.path, "")
         error = "" if rec.status < 400 else rec.outcome
-        key = (model, operation, error)
+        host = rec.host or self.host
+        key = (model, operation, error, host)
         children = self._children.get(key)
         if children is None:
-            children = self._children[key] = self._label(model, operation, error)
-        self.requests.inc(model, str(rec.status))
+            children = self._children[key] = self._label(model, operation, error, host)
+        self.requests.inc(model, str(rec.status), host)
+        if rec.route:  # a name from the fleet file, never the client's text
+            self.route_requests.inc(rec.route, model, str(rec.status))
+            for target in rec.fell_back_from:
+                self.route_fallbacks.inc(rec.route, target)
         if rec.key:
             self.key_requests.inc(rec.key)
             if rec.tokens_in:
@@ -116,15 +127,15 @@ class Metrics:
             if rec.tokens_out and rec.tokens_out > 1:
                 self.tpot.observe(tpot, (duration - first) / (rec.tokens_out - 1))
 
-    def _label(self, model: str, operation: str, error: str) -> tuple:
+    def _label(self, model: str, operation: str, error: str, host: str) -> tuple:
         if not operation or model == "(unknown)":
             return None, None, None, None, None
         return (
-            self.duration.child(model, operation, error),
-            self.tokens.child(model, operation, "input"),
-            self.tokens.child(model, operation, "output") if operation != "embeddings" else None,
-            self.ttft.child(model, operation),
-            self.tpot.child(model, operation),
+            self.duration.child(model, operation, host, error),
+            self.tokens.child(model, operation, host, "input"),
+            self.tokens.child(model, operation, host, "output") if operation != "embeddings" else None,
+            self.ttft.child(model, operation, host),
+            self.tpot.child(model, operation, host),
         )
 
     def render(self, runner_texts: dict[str, str | None]) -> bytes:

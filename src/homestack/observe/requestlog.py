@@ -22,7 +22,8 @@ class RequestRecord:
 
     __slots__ = (
         "request_id", "method", "path", "model", "runner", "runner_kind", "runner_version",
-        "stream", "status", "outcome", "started", "first_byte", "tokens_in", "tokens_out", "key",
+        "stream", "status", "outcome", "started", "first_byte", "tokens_in", "tokens_out", "key", "host",
+        "route", "fell_back_from",
     )
 
     def __init__(self, request_id: str, method: str, path: str):
@@ -41,6 +42,9 @@ class RequestRecord:
         self.tokens_in: int | None = None
         self.tokens_out: int | None = None
         self.key: str | None = None  # the API key's name, when keys are configured
+        self.route: str | None = None  # the route (virtual model) asked for; ``runner`` is the target that served
+        self.fell_back_from: list[str] = []  # a route's targets that could not serve it, in order
+        self.host: str | None = None  # the peer that ran it; None: this host
 
 
 class RecordSink(Protocol):
@@ -64,9 +68,10 @@ class RequestLog:
 
     _INTERVAL = 0.02  # seconds between batches
 
-    def __init__(self, out: BinaryIO | None = None, max_pending: int = 100_000, recent: int = 200):
+    def __init__(self, out: BinaryIO | None = None, max_pending: int = 100_000, recent: int = 200,
+                 host: str | None = None):
         self._out = out or sys.stdout.buffer
-        self._host = socket.gethostname()
+        self.host = host or socket.gethostname()  # this machine; a request a peer ran names the peer
         self._pending: deque[tuple[RequestRecord, float, float]] = deque()
         self._max_pending = max_pending
         self.recent: deque[dict[str, Any]] = deque(maxlen=recent)  # the latest entries, for /admin/requests
@@ -90,7 +95,7 @@ class RequestLog:
         return {
             "ts": round(wall, 3),
             "event": "request",
-            "host": self._host,
+            "host": rec.host or self.host,
             "request_id": rec.request_id,
             "method": rec.method,
             "path": rec.path,
@@ -106,6 +111,8 @@ class RequestLog:
             "tokens_in": rec.tokens_in,
             "tokens_out": rec.tokens_out,
             "key": rec.key,
+            "route": rec.route,
+            "fell_back_from": rec.fell_back_from or None,
         }
 
     def close(self) -> None:

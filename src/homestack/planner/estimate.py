@@ -54,6 +54,10 @@ class Components:
 @dataclass(frozen=True)
 class MemoryEstimate:
     devices: dict[str, Components]  # "cpu", then "gpu0", "gpu1"... for offloaded layers
+    # llama.cpp only: layers (repeating layers and the output layer) and how many of them are
+    # offloaded to GPUs, as llama-server's -ngl counts them; None for runners without layers.
+    layers: int | None = None
+    gpu_layers: int | None = None
 
     @property
     def total(self) -> int:
@@ -65,7 +69,7 @@ class MemoryEstimate:
                    "overhead": c.overhead, "total": c.total}
             for name, c in self.devices.items()
         }
-        return {"devices": devices, "total": self.total}
+        return {"devices": devices, "total": self.total, "layers": self.layers, "gpu_layers": self.gpu_layers}
 
 
 def estimate_from_settings(info: GGUFInfo, s: ServerSettings, gpus: int = 0) -> MemoryEstimate:
@@ -87,7 +91,7 @@ def estimate_from_settings(info: GGUFInfo, s: ServerSettings, gpus: int = 0) -> 
     return MemoryEstimate({
         name: Components(weights[name], kv[name], compute[name], overhead[name])
         for name in names if name == "cpu" or name in used
-    })
+    }, layers=len(device_of), gpu_layers=sum(1 for device in device_of if device))
 
 
 @dataclass(frozen=True)

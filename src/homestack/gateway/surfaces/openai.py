@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING
 import orjson
 
 from ...errors import HomestackError
-from . import Operation, Surface
+from . import Operation, Surface, context_overflow, runner_error_fields
 
 if TYPE_CHECKING:
     from ...observe import RequestRecord
 
+_MESSAGE_LIMIT = 2000  # characters of an error message sent back; a client's huge value is never echoed whole
 _DONE = b"data: [DONE]\n\n"
 _DONE_EVENT = _DONE.rstrip()
 _PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
@@ -27,6 +28,10 @@ _TIMINGS = re.compile(rb'"cache_n"\s*:\s*(\d+).*?"prompt_n"\s*:\s*(\d+).*?"predi
 
 
 def error_body(message: str, type_: str, param: str | None, code: str | None, source: str) -> bytes:
+    if len(message) > _MESSAGE_LIMIT:
+        message = f"{message[:_MESSAGE_LIMIT]}... ({len(message) - _MESSAGE_LIMIT} more characters)"
+    if param is not None and len(param) > 200:
+        param = param[:200] + "..."
     return orjson.dumps(
         {"error": {"message": message, "type": type_, "param": param, "code": code, "source": source}}
     )
@@ -36,8 +41,24 @@ def render_error(exc: HomestackError) -> bytes:
     return error_body(exc.message, exc.type, exc.param, exc.code, exc.source)
 
 
+_NULLABLE_STRING = {"type": ["string", "null"]}
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {
+        "type": "object",
+        "required": ["message", "type", "param", "code", "source"],
+        "properties": {
+            "message": {"type": "string"}, "type": {"type": "string"}, "param": _NULLABLE_STRING,
+            "code": _NULLABLE_STRING, "source": {"enum": ["gateway", "runner", "knowledge"]},
+        },
+    }},
+}
+
+
 class OpenAISurface(Surface):
     name = "openai"
+    error_schema = ERROR_SCHEMA
     stream_end = _DONE
 
     def count_tokens(self, rec: "RequestRecord", data: bytes) -> None:
@@ -61,23 +82,61 @@ class OpenAISurface(Surface):
         return b"data: " + render_error(exc) + b"\n\n"
 
     def runner_error(self, status: int, data: bytes) -> tuple[bytes, str]:
-        try:
-            parsed = orjson.loads(data)
-            error = parsed.get("error") if isinstance(parsed, dict) else None
-        except orjson.JSONDecodeError:
-            error = None
-        if isinstance(error, dict):
-            message = error.get("message") or str(error)
-            type_ = error.get("type") or "runner_error"
-            code = error.get("code")
-            param = error.get("param")
-        else:
-            message = data.decode("utf-8", "replace").strip()[:500] or f"runner answered HTTP {status}"
-            type_, code, param = "runner_error", None, None
+        error = runner_error_fields(status, data)
+        message = error.get("message") or str(error)
+        type_ = error.get("type") or "runner_error"
+        code, param = error.get("code"), error.get("param")
+        if context_overflow(error) is not None:  # the code OpenAI's clients look for
+            type_, code, param = "invalid_request_error", "context_length_exceeded", "messages"
         return error_body(message, type_, param, None if code is None else str(code), "runner"), type_
 
 
+# Request schemas: the fields the gateway reads (model, stream) or checks because a runner mishandles
+# them (llama-server wraps a max_tokens past 2^31); everything else is forwarded as sent.
+MODEL_NAME_LIMIT = 256
+_INT32 = 2**31 - 1
+_TOKENS = {"type": "integer", "minimum": -1, "maximum": _INT32}  # -1: llama.cpp's "until the context is full"
+_COMMON = {
+    "model": {"type": "string", "minLength": 1, "maxLength": MODEL_NAME_LIMIT},
+    "stream": {"type": "boolean"},
+    "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
+    "max_tokens": _TOKENS,
+    "temperature": {"type": "number"},
+    "top_p": {"type": "number"},
+    "stop": {"type": ["string", "array"], "items": {"type": "string"}},
+}
+_PART = {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}, "text": {"type": "string"}}}
+_MESSAGE = {
+    "type": "object",
+    "required": ["role"],
+    "properties": {
+        "role": {"type": "string", "examples": ["system", "user", "assistant", "tool"]},
+        "content": {"type": ["string", "array", "null"], "items": _PART},
+    },
+}
+
+
+def _request(required: tuple[str, ...], **fields: dict) -> dict:
+    return {"type": "object", "required": ["model", *required], "properties": {**_COMMON, **fields}}
+
+
+CHAT_SCHEMA = _request(("messages",), messages={"type": "array", "items": _MESSAGE},
+                       max_completion_tokens=_TOKENS)
+COMPLETIONS_SCHEMA = _request(("prompt",), prompt={"type": ["string", "array"], "items": {"type": "string"}})
+EMBEDDINGS_SCHEMA = {
+    "type": "object",
+    "required": ["model", "input"],
+    "properties": {
+        "model": _COMMON["model"],
+        "input": {"type": ["string", "array"], "items": {"type": "string"}},
+        "encoding_format": {"enum": ["float", "base64"]},
+    },
+}
+
 OPENAI = OpenAISurface()
-CHAT = Operation(OPENAI, "chat", "/chat/completions", ("messages",))
-COMPLETIONS = Operation(OPENAI, "text_completion", "/completions", ("prompt",))
-EMBEDDINGS = Operation(OPENAI, "embeddings", "/embeddings", ("input",))
+CHAT = Operation(OPENAI, "chat", "/chat/completions", "Chat completion (OpenAI)", CHAT_SCHEMA,
+                 max_tokens_field="max_tokens")
+COMPLETIONS = Operation(OPENAI, "text_completion", "/completions", "Text completion (OpenAI)", COMPLETIONS_SCHEMA,
+                        max_tokens_field="max_tokens", capability="text_completion")
+EMBEDDINGS = Operation(OPENAI, "embeddings", "/embeddings", "Embeddings (OpenAI)", EMBEDDINGS_SCHEMA,
+                       capability="embeddings")

@@ -16,7 +16,7 @@ from pathlib import Path
 def _client(args: argparse.Namespace):
     from .http import KnowledgeClient
 
-    return KnowledgeClient(args.url)
+    return KnowledgeClient(args.url, api_key=args.api_key)
 
 
 def _print_json(data) -> None:
@@ -164,7 +164,8 @@ def register_service(command, endpoint=None) -> None:
     serve.set_defaults(func=functools.partial(_serve, endpoint=endpoint))
     serve.add_argument("--config", "-c", metavar="FILE", help="fleet file (YAML); its knowledge: section")
     serve.add_argument("--host", help="address to bind (default knowledge.host, 127.0.0.1)")
-    serve.add_argument("--no-auth", action="store_true", help="allow a non-loopback address (it checks no keys)")
+    serve.add_argument("--no-auth", action="store_true",
+                       help="check no token or keys (loopback addresses only)")
     serve.add_argument("--port", type=int, help="port to bind (default knowledge.port, 8081; 0 lets the OS pick)")
     serve.add_argument("--gateway", metavar="URL", help="gateway for embeddings and answers")
     p.epilog = "commands:\n  " + serve.format_usage().removeprefix("usage: ").strip()
@@ -181,6 +182,7 @@ def register_kb(command) -> None:
         c = commands.add_parser(name, help=help, description=help)
         c.set_defaults(func=func)
         c.add_argument("--url", help="knowledge service URL (default $HOMESTACK_KNOWLEDGE_URL or http://127.0.0.1:8081)")
+        c.add_argument("--api-key", metavar="KEY", help="key with the knowledge roles (default $HOMESTACK_API_KEY)")
         c.add_argument("--json", action="store_true", help="print JSON")
         if collection:
             c.add_argument("--collection", "-c", default="default", metavar="NAME", help="collection (default: default)")

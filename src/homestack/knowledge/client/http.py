@@ -16,9 +16,11 @@ PREFIX = "/v1/knowledge"
 
 
 class KnowledgeClient:
-    def __init__(self, url: str | None = None, timeout: float = 600):
+    def __init__(self, url: str | None = None, timeout: float = 600, api_key: str | None = None):
         self.url = (url or os.environ.get("HOMESTACK_KNOWLEDGE_URL") or DEFAULT_URL).rstrip("/")
-        self.http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(timeout, connect=5))
+        api_key = api_key or os.environ.get("HOMESTACK_API_KEY")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(timeout, connect=5), headers=headers)
 
     def _unreachable(self, exc: Exception) -> HomestackError:
         return HomestackError(f"cannot reach the knowledge service at {self.url} ({exc}); is `homestack serve` or "

@@ -26,6 +26,8 @@ from .parse import parse
 from ..stores.base import StorePoint, point_id
 from .tokens import TokenCounter
 
+_AVG_SAMPLE_DOCS = 500
+
 
 @dataclass
 class Document:
@@ -57,6 +59,8 @@ async def ingest(k: KnowledgeBase, collection: str, docs: list[Document]) -> Asy
     async with k.writer(collection):
         meta = await k.run(k.store.meta, collection)
         k.check_model(collection, meta)
+        if "avg_terms" not in meta:
+            meta = await k.run(_learn_avg_terms, k, collection, meta, docs)
         queue: asyncio.Queue = asyncio.Queue(maxsize=4)
         producer = asyncio.create_task(_prepare(k, collection, meta, docs, queue))
         totals = {"files": len(docs), "added": 0, "replaced": 0, "skipped": 0, "empty": 0, "failed": 0, "chunks": 0}
@@ -102,9 +106,31 @@ async def _decide(k: KnowledgeBase, collection: str, meta: dict[str, Any], docs:
 def prepare_chunks(counter: TokenCounter, meta: dict[str, Any], doc: Document) -> list[tuple[Chunk, str, tuple]]:
     """Each chunk with the text to embed and its sparse vector."""
     chunks = chunk_blocks(parse(doc.data, doc.format, doc.source), counter, meta["chunk_tokens"], meta["chunk_overlap"])
+    avg_terms = meta.get("avg_terms", sparse.DEFAULT_AVG_TERMS)
     # Embedded text carries its heading path: a chunk's meaning often depends on its section.
-    return [(c, "\n".join([" > ".join(c.heading), c.text]) if c.heading else c.text, sparse.document_vector(
-        " ".join([*c.heading, c.text]))) for c in chunks]
+    return [(c, "\n".join([" > ".join(c.heading), c.text]) if c.heading else c.text,
+             sparse.document_vector(_chunk_terms(c), avg_terms)) for c in chunks]
+
+
+def _chunk_terms(chunk: Chunk) -> list[str]:
+    return sparse.terms(" ".join([*chunk.heading, chunk.text]))
+
+
+def _learn_avg_terms(k: KnowledgeBase, collection: str, meta: dict[str, Any], docs: list[Document]) -> dict[str, Any]:
+    """BM25's average document length, from the first ingest's chunks; fixed afterwards (stored vectors use it)."""
+    lengths = []
+    for doc in docs[:_AVG_SAMPLE_DOCS]:
+        try:
+            chunks = chunk_blocks(parse(doc.data, doc.format, doc.source), k.counter, meta["chunk_tokens"],
+                                  meta["chunk_overlap"])
+        except HomestackError:
+            continue  # reported when the document itself is ingested
+        lengths.extend(len(_chunk_terms(c)) for c in chunks)
+    if not lengths:
+        return meta
+    meta = {**meta, "avg_terms": round(max(sum(lengths) / len(lengths), 1.0), 2)}
+    k.store.update_meta(collection, meta)
+    return meta
 
 
 async def _write(k: KnowledgeBase, collection: str, queue: asyncio.Queue) -> AsyncIterator[dict[str, Any]]:

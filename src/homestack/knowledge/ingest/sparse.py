@@ -1,18 +1,30 @@
-"""Sparse keyword vectors: our own tokenizer and light English stemmer.
+"""Sparse keyword vectors that score exactly like Okapi BM25 inside Qdrant.
 
-Terms hash to stable u32 indices (crc32), values are BM25's saturated term
-frequency; Qdrant's IDF modifier supplies the inverse document frequency at
-query time, so a sparse search scores like BM25.
+BM25(q, d) = sum over query terms t of idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * |d| / avgdl)).
+A chunk's vector holds the right-hand factor for each of its terms (saturated,
+length-normalised term frequency against the collection's average chunk length);
+Qdrant's IDF modifier multiplies in idf(t) = ln(1 + (N - n + 0.5) / (n + 0.5)) at
+query time (Lucene's formula, the one `bm25s` uses by default); the query vector
+gives each distinct term weight 1, so the dot product is the BM25 score.
+
+Text becomes terms the same way at ingest and at query time: lowercased words of
+two or more characters, English stopwords dropped (so a question phrased as a
+sentence keeps only its content words), Snowball's English stemmer. Terms hash to
+stable u32 indices (crc32).
 """
 
 from __future__ import annotations
 
 import re
 import zlib
+from functools import lru_cache
 
-_WORD = re.compile(r"\w+", re.UNICODE)
-_K1, _B = 1.2, 0.75
-_AVG_TERMS = 90.0  # a typical chunk of ~200 model tokens holds about this many kept terms
+import Stemmer
+
+K1, B = 1.2, 0.75
+DEFAULT_AVG_TERMS = 90.0  # a full chunk of ~200 model tokens keeps about this many terms
+_WORD = re.compile(r"(?u)\b\w\w+\b")
+_STEMMER = Stemmer.Stemmer("english")
 
 STOPWORDS = frozenset("""
 a about above after again against all am an and any are as at be because been before being below between both
@@ -23,32 +35,10 @@ themselves then there these they this those through to too under until up very w
 while who whom why will with would you your yours yourself yourselves
 """.split())
 
-# Longest first; each maps a suffix to its replacement when the stem stays long enough.
-_SUFFIXES = (
-    ("ational", "ate"), ("ization", "ize"), ("iveness", "ive"), ("fulness", "ful"), ("ousness", "ous"),
-    ("tional", "tion"), ("ations", "ate"), ("ation", "ate"), ("ments", "ment"), ("ness", ""), ("ings", ""),
-    ("ing", ""), ("edly", ""), ("ions", ""), ("ion", ""), ("ies", "y"), ("ied", "y"), ("sses", "ss"), ("ly", ""), ("ed", ""), ("es", ""), ("s", ""),
-)
-_VOWEL = re.compile(r"[aeiouy]")
 
-
+@lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
-    """Strip one common English suffix; words of three letters or fewer stay as they are."""
-    if len(word) <= 3 or not word.isalpha():
-        return word
-    for suffix, replacement in _SUFFIXES:
-        if word.endswith(suffix):
-            base = word[: -len(suffix)]
-            if len(base) < 3 or not _VOWEL.search(base) or (suffix == "s" and base.endswith(("s", "u", "i"))):
-                continue
-            if suffix.startswith("ion") and not base.endswith(("t", "s")):  # connection -> connect, not onion -> on
-                continue
-            stemmed = base + replacement
-            # running -> runn -> run; but keep "ss" and "ll" (class, spell)
-            if not replacement and len(stemmed) > 3 and stemmed[-1] == stemmed[-2] and stemmed[-1] not in "lsz":
-                stemmed = stemmed[:-1]
-            return stemmed[:-1] + "y" if stemmed.endswith("i") else stemmed  # happiness, happy -> happy
-    return word
+    return _STEMMER.stemWord(word)
 
 
 def terms(text: str) -> list[str]:
@@ -60,15 +50,14 @@ def _index(term: str) -> int:
     return zlib.crc32(term.encode())
 
 
-def document_vector(text: str) -> tuple[list[int], list[float]]:
-    """BM25-saturated term frequencies, keyed by hashed term."""
-    words = terms(text)
+def document_vector(words: list[str], avg_terms: float = DEFAULT_AVG_TERMS) -> tuple[list[int], list[float]]:
+    """BM25's saturated, length-normalised term frequencies of a chunk's terms, keyed by hashed term."""
     counts: dict[int, int] = {}
     for w in words:
         key = _index(w)
         counts[key] = counts.get(key, 0) + 1
-    norm = _K1 * (1 - _B + _B * len(words) / _AVG_TERMS)
-    return list(counts), [tf * (_K1 + 1) / (tf + norm) for tf in counts.values()]
+    norm = K1 * (1 - B + B * len(words) / avg_terms)
+    return list(counts), [tf * (K1 + 1) / (tf + norm) for tf in counts.values()]
 
 
 def query_vector(text: str) -> tuple[list[int], list[float]]:

@@ -7,7 +7,6 @@ Every error leaves as the OpenAI-shaped JSON body of homestack's error tree, wit
 from __future__ import annotations
 
 import base64
-import binascii
 import sys
 import traceback
 from typing import Any, AsyncIterator
@@ -21,14 +20,16 @@ from starlette.routing import Route
 
 from ...errors import BadRequest, HomestackError, MethodNotAllowed, NotFound, PayloadTooLarge
 from ...gateway.surfaces.openai import error_body
+from ...keys import Role
 from ..answering import answer as answers
 from ..answering.chat import chat_completion
 from ..core import KnowledgeBase
 from ..ingest.parse import format_of
 from ..ingest.pipeline import Document, ingest
+from .access import Access
+from .api import PREFIX, service_document
 
 MAX_BODY = 256 * 1024 * 1024
-PREFIX = "/v1/knowledge"
 
 
 def json_response(data: Any, status: int = 200) -> Response:
@@ -41,9 +42,14 @@ def error_response(exc: HomestackError) -> Response:
                     media_type="application/json")
 
 
-def _endpoint(handler):
+def _authorization(scope) -> bytes | None:
+    return next((value for name, value in scope["headers"] if name == b"authorization"), None)
+
+
+def _endpoint(handler, role: Role):
     async def endpoint(request: Request) -> Response:
         try:
+            request.app.state.access.check(_authorization(request.scope), role)
             return await handler(request.app.state.knowledge, request)
         except HomestackError as exc:
             return error_response(exc)
@@ -95,6 +101,10 @@ async def _health(k: KnowledgeBase, request: Request) -> Response:
     return json_response({"status": "ok"})
 
 
+async def _openapi(k: KnowledgeBase, request: Request) -> Response:
+    return json_response(service_document())
+
+
 async def _list(k: KnowledgeBase, request: Request) -> Response:
     return json_response({"collections": [await k.describe(n) for n in await k.run(k.store.list)]})
 
@@ -137,7 +147,7 @@ def documents_of(body: dict[str, Any]) -> list[Document]:
         else:
             try:
                 data = base64.b64decode(_field(d, "content_base64", str), validate=True)
-            except binascii.Error:
+            except ValueError:  # binascii.Error, or characters outside ASCII
                 raise BadRequest(f"documents[{i}].content_base64 is not valid base64", param="content_base64") from None
         tags = _field(d, "tags", list, [])
         out.append(Document(source, data, format_of(source, _field(d, "format", str, None)),
@@ -213,27 +223,29 @@ async def _fleet(k: KnowledgeBase, request: Request) -> Response:
 def routes() -> list:
     from ..stores.backup import backup_route, restore_route
 
-    def r(path: str, handler, methods: list[str]) -> Route:
-        return Route(PREFIX + path, _endpoint(handler), methods=methods)
+    def r(method: str, path: str, role: Role, handler) -> Route:
+        return Route(PREFIX + path, _endpoint(handler, role), methods=[method])
 
+    read, write = Role.KNOWLEDGE_READ, Role.KNOWLEDGE_WRITE
     return [
-        Route("/health", _endpoint(_health), methods=["GET"]),
-        r("/health", _health, ["GET"]),
-        r("/collections", _list, ["GET"]),
-        r("/collections", _create, ["POST"]),
-        r("/collections/{name}", _describe, ["GET"]),
-        r("/collections/{name}", _delete, ["DELETE"]),
-        r("/collections/{name}/documents", _documents, ["POST"]),
-        r("/collections/{name}/sources", _sources, ["GET"]),
-        r("/collections/{name}/sources", _delete_source, ["DELETE"]),
-        r("/search", _search, ["POST"]),
-        r("/ask", _ask, ["POST"]),
-        r("/chat/completions", _chat, ["POST"]),
-        r("/stats", _stats, ["GET"]),
-        r("/models", _models, ["GET"]),
-        r("/fleet", _fleet, ["GET"]),
-        r("/backup", backup_route, ["GET"]),
-        r("/restore", restore_route, ["POST"]),
+        Route("/health", _endpoint(_health, Role.PUBLIC), methods=["GET"]),
+        Route("/openapi.json", _endpoint(_openapi, Role.PUBLIC), methods=["GET"]),
+        r("GET", "/health", read, _health),
+        r("GET", "/collections", read, _list),
+        r("POST", "/collections", write, _create),
+        r("GET", "/collections/{name}", read, _describe),
+        r("DELETE", "/collections/{name}", write, _delete),
+        r("POST", "/collections/{name}/documents", write, _documents),
+        r("GET", "/collections/{name}/sources", read, _sources),
+        r("DELETE", "/collections/{name}/sources", write, _delete_source),
+        r("POST", "/search", read, _search),
+        r("POST", "/ask", read, _ask),
+        r("POST", "/chat/completions", read, _chat),
+        r("GET", "/stats", read, _stats),
+        r("GET", "/models", read, _models),
+        r("GET", "/fleet", read, _fleet),
+        r("GET", "/backup", write, backup_route),  # every collection's text: as much as a write
+        r("POST", "/restore", write, restore_route),
     ]
 
 
@@ -243,8 +255,29 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
     return error_response(NotFound(f"no route {request.method} {request.url.path} in the knowledge service"))
 
 
-def build_app(k: KnowledgeBase, extra_app: Any = None, lifespan=None) -> Starlette:
-    extra = list(extra_app.routes) if extra_app is not None else []  # MCP's /mcp route; our own 404s elsewhere
+CALLER = "homestack.key"  # the scope entry _Guarded fills: the caller's Key, None when nothing is checked
+
+
+class _Guarded:
+    """An extra endpoint (MCP's /mcp) behind the service's access rule; the caller's key goes in the scope."""
+
+    def __init__(self, app: Any, access: Access):
+        self.app = app
+        self.access = access
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            scope[CALLER] = self.access.check(_authorization(scope), Role.KNOWLEDGE_READ)
+        except HomestackError as exc:
+            await error_response(exc)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def build_app(k: KnowledgeBase, access: Access, extra_app: Any = None, lifespan=None) -> Starlette:
+    # MCP's /mcp route, behind the same rule; our own 404s elsewhere
+    extra = [Route(r.path, _Guarded(r.app, access), methods=r.methods) for r in extra_app.routes] if extra_app else []
     app = Starlette(routes=routes() + extra, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
     app.state.knowledge = k
+    app.state.access = access
     return app

@@ -12,7 +12,7 @@ import uvicorn
 
 from ...config.schema import FleetConfig
 from ...errors import ConfigError
-from ...listen import bind, is_loopback, url_of
+from ...listen import bind, url_of
 from ..core import KnowledgeBase, Settings, open_store
 from ..inference import InferenceClient
 
@@ -36,19 +36,17 @@ def _lock(directory: Path):
 
 def serve(fleet: FleetConfig, host: str | None, port: int | None, gateway_url: str | None,
           no_auth: bool = False, endpoint: Endpoint | None = None) -> None:
+    from .access import Access
     from .app import build_app
 
     host = host or fleet.knowledge.host
-    if not is_loopback(host) and not no_auth:
-        raise ConfigError(
-            f"refusing to serve the knowledge service on {host}: it checks no API keys; keep it on 127.0.0.1 "
-            "and reach it through the gateway's /v1/knowledge/ (which does), or pass --no-auth"
-        )
+    access = Access.for_service(fleet, host, no_auth)
     settings = Settings.from_fleet(fleet, gateway_url)
     lock = _lock(settings.data_dir)
     sock = bind(host, fleet.knowledge.port if port is None else port)
     bound_host = sock.getsockname()[0]
-    inference = InferenceClient(settings.gateway_url, settings.embedding_model, settings.chat_model, settings.api_key)
+    inference = InferenceClient(settings.gateway_url, settings.embedding_model, settings.chat_model,
+                                settings.api_key or access.token)
     k = KnowledgeBase(settings, open_store(settings), inference)
     extra_app, sessions = endpoint(k, bound_host) if endpoint else (None, contextlib.nullcontext)
 
@@ -65,7 +63,7 @@ def serve(fleet: FleetConfig, host: str | None, port: int | None, gateway_url: s
             yield
         await k.close()
 
-    app = build_app(k, extra_app, lifespan)
+    app = build_app(k, access, extra_app, lifespan)
     config = uvicorn.Config(app, lifespan="on", access_log=False, log_level="warning", timeout_graceful_shutdown=5)
     try:
         uvicorn.Server(config).run(sockets=[sock])

@@ -25,7 +25,7 @@ from starlette.background import BackgroundTask
 
 from ...errors import BadRequest, Conflict
 from ..core import KnowledgeBase
-from .base import StorePoint, check_name
+from .base import Store, StorePoint, check_name
 
 _MANIFEST = "homestack-knowledge-backup.json"
 _BATCH = 1000
@@ -58,7 +58,7 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def read_backup(k: KnowledgeBase, path: Path, replace: bool) -> dict[str, int]:
+def read_backup(store: Store, path: Path, replace: bool) -> dict[str, int]:
     """Restore every collection in the archive; existing ones only with ``replace``."""
     try:
         tar = tarfile.open(path, "r:gz")
@@ -67,7 +67,7 @@ def read_backup(k: KnowledgeBase, path: Path, replace: bool) -> dict[str, int]:
     with tar:
         manifest = json.loads(_member(tar, _MANIFEST))
         names = [check_name(n) for n in manifest.get("collections", {})]
-        existing = set(k.store.list())
+        existing = set(store.list())
         clash = [n for n in names if n in existing]
         if clash and not replace:
             raise Conflict(f"collections already exist: {', '.join(clash)}; delete them first or restore with replace")
@@ -79,10 +79,10 @@ def read_backup(k: KnowledgeBase, path: Path, replace: bool) -> dict[str, int]:
             if len(rows) != len(dense):
                 raise BadRequest(f"backup of {name!r} is damaged: {len(rows)} payloads but {len(dense)} vectors")
             if name in existing:
-                k.store.drop(name)
-            k.store.create(name, meta)
+                store.drop(name)
+            store.create(name, meta)
             for start in range(0, len(rows), _BATCH):
-                k.store.upsert(name, [StorePoint(r["id"], v.tolist(), tuple(r["sparse"]), r["payload"])
+                store.upsert(name, [StorePoint(r["id"], v.tolist(), tuple(r["sparse"]), r["payload"])
                                       for r, v in zip(rows[start:start + _BATCH], dense[start:start + _BATCH])])
             restored[name] = len(rows)
         return restored
@@ -123,5 +123,5 @@ async def restore_route(k: KnowledgeBase, request: Request) -> Response:
         handle.flush()
         names_lock = k.writer("\0restore")  # one restore at a time
         async with names_lock:
-            restored = await k.run(read_backup, k, Path(handle.name), replace)
+            restored = await k.run(read_backup, k.store, Path(handle.name), replace)
     return Response(orjson.dumps({"restored": restored}), media_type="application/json")

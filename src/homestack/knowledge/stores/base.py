@@ -20,7 +20,6 @@ from ...errors import BadRequest
 Mode = Literal["dense", "sparse", "hybrid"]
 MODES: tuple[str, ...] = ("dense", "sparse", "hybrid")
 INDEXED_KEYWORDS = ("source", "hash", "tags")  # payload indexes: filters, per-source deletes, facets
-RRF_K = 60  # the usual reciprocal rank fusion constant
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _ID_NAMESPACE = uuid.UUID("6f1d4a8e-1d55-4d6b-9f55-6b6e6f776c65")
 
@@ -54,6 +53,24 @@ class Hit:
     dense: list[float] | None = None
 
 
+@dataclass(frozen=True)
+class Fusion:
+    """Hybrid search's merge of its dense and sparse candidates: weighted reciprocal rank fusion,
+    each point scoring the sum of weight / (k + rank) over the lists it is in. The constants were
+    chosen on the benchmark's public sets (README, Benchmark)."""
+
+    k: int
+    dense_weight: float
+    sparse_weight: float = 1.0
+
+    @property
+    def weights(self) -> list[float]:
+        return [self.dense_weight, self.sparse_weight]
+
+
+HYBRID_FUSION = Fusion(k=60, dense_weight=1.0)
+
+
 @dataclass
 class SearchSpec:
     mode: Mode
@@ -78,6 +95,9 @@ class Store(Protocol):
     def create(self, name: str, meta: dict[str, Any]) -> None: ...
 
     def meta(self, name: str) -> dict[str, Any]: ...
+
+    def update_meta(self, name: str, meta: dict[str, Any]) -> None:
+        """Replace what the collection records about how it was built."""
 
     def drop(self, name: str) -> None: ...
 

@@ -17,7 +17,7 @@ import qdrant_edge as q
 
 from ...errors import Conflict, NotFound
 from .base import (
-    INDEXED_KEYWORDS, MARKER_PAYLOAD, RRF_K, Hit, SearchSpec, StorePoint, check_name, documents_from_markers,
+    HYBRID_FUSION, INDEXED_KEYWORDS, MARKER_PAYLOAD, Hit, SearchSpec, StorePoint, check_name, documents_from_markers,
 )
 
 _FACET_LIMIT = 1_000_000  # every source of a collection
@@ -58,6 +58,13 @@ class EdgeStore:
         except FileNotFoundError:
             raise NotFound(f"collection {name!r} does not exist; collections: {', '.join(self.list()) or 'none'}",
                            param="collection") from None
+
+    def update_meta(self, name: str, meta: dict[str, Any]) -> None:
+        path = self.root / check_name(name) / "collection.json"
+        self.meta(name)
+        staged = path.with_suffix(".json.tmp")
+        staged.write_text(json.dumps(meta, indent=2))
+        staged.replace(path)  # atomic: a reader sees the old file or the new one
 
     def _shard(self, name: str) -> q.EdgeShard:
         shard = self._shards.get(name)
@@ -120,7 +127,8 @@ class EdgeStore:
                 limit=spec.limit, filter=condition, score_threshold=spec.score_threshold,
                 prefetches=[q.Prefetch(limit=spec.candidates, query=dense, filter=condition),
                             q.Prefetch(limit=spec.candidates, query=sparse, filter=condition)],
-                query=q.Fusion.Rrf(k=RRF_K), with_payload=True, with_vector=["dense"],
+                query=q.Fusion.Rrf(k=HYBRID_FUSION.k, weights=HYBRID_FUSION.weights), with_payload=True,
+                with_vector=["dense"],
             )
         else:
             request = q.QueryRequest(

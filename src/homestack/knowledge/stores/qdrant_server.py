@@ -12,7 +12,7 @@ from qdrant_client import QdrantClient, models as m
 
 from ...errors import Conflict, NotFound
 from .base import (
-    INDEXED_KEYWORDS, MARKER_PAYLOAD, RRF_K, Hit, SearchSpec, StorePoint, check_name, documents_from_markers,
+    HYBRID_FUSION, INDEXED_KEYWORDS, MARKER_PAYLOAD, Hit, SearchSpec, StorePoint, check_name, documents_from_markers,
 )
 
 _PREFIX = "homestack-"
@@ -51,6 +51,9 @@ class QdrantServerStore:
             raise NotFound(f"collection {name!r} does not exist; collections: {', '.join(self.list()) or 'none'}",
                            param="collection")
         return dict(self.client.get_collection(full).config.metadata or {})
+
+    def update_meta(self, name: str, meta: dict[str, Any]) -> None:
+        self.client.update_collection(self._name(name), metadata=meta)
 
     def _name(self, name: str) -> str:
         self.meta(name)
@@ -102,7 +105,8 @@ class QdrantServerStore:
                       with_payload=True, with_vectors=["dense"])
         if spec.mode == "hybrid":
             response = self.client.query_points(
-                self._name(name), query=m.RrfQuery(rrf=m.Rrf(k=RRF_K)), **common,
+                self._name(name), **common,
+                query=m.RrfQuery(rrf=m.Rrf(k=HYBRID_FUSION.k, weights=HYBRID_FUSION.weights)),
                 prefetch=[m.Prefetch(query=spec.dense, using="dense", limit=spec.candidates, filter=condition),
                           m.Prefetch(query=sparse, using="sparse", limit=spec.candidates, filter=condition)],
             )

@@ -31,7 +31,10 @@ class KindConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    aliases: list[str] = Field(default_factory=list, description="Other names clients may use.")
+    aliases: list[str] = Field(
+        default_factory=list,
+        description="Other names clients may use; glob patterns (claude-*) match any name not listed exactly.",
+    )
     ttl: float | None = Field(
         None, ge=0, description="Seconds idle before unloading; 0 never unloads; default: default_ttl."
     )
@@ -45,6 +48,9 @@ class KindConfig(BaseModel):
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment for the runner.")
     memory: ByteSize | None = Field(
         None, description="Memory the runner holds (e.g. 1.5GiB); replaces the estimate. Needed to plan command runners."
+    )
+    max_output_tokens: int | None = Field(
+        None, ge=1, description="Caps max_tokens a request asks for (larger asks are capped, not refused)."
     )
 
 
@@ -113,6 +119,8 @@ class RunnerKind:
     gpu: ClassVar[bool] = False  # the planner may place it on one GPU (estimate() is then given that GPU)
     # A line its output shows once it serves: the health check runs on it, not at the next poll.
     ready_line: ClassVar[re.Pattern[str] | None] = None
+    # Runner paths (under /v1) it serves itself; the gateway translates other APIs to chat completions.
+    serves: ClassVar[frozenset[str]] = frozenset({"/chat/completions", "/completions", "/embeddings"})
 
     def plan(self, name: str, spec: KindConfig, fleet: FleetSettings) -> LaunchPlan:
         """Check now what the runner will need (binary, model reference) and find its version."""
@@ -141,6 +149,14 @@ class RunnerKind:
         """Requests the runner serves at once (the scheduler's default limit); None: no limit."""
         return None
 
+    def context_tokens(self, spec: KindConfig) -> int | None:
+        """Tokens one request may hold (prompt and answer); None: unknown."""
+        return None
+
     def api_key(self, spec: KindConfig) -> str | None:
         """Sent upstream as ``Authorization: Bearer`` with every request."""
+        return None
+
+    def operations(self, spec: KindConfig) -> frozenset[str] | None:
+        """The operations (``Operation.name``: chat, text_completion, embeddings...) it answers; None: any."""
         return None

@@ -61,3 +61,6 @@ class Embeddings(RunnerKind):
 
     def estimate(self, spec: EmbeddingsModel, plan: LaunchPlan, data_dir: Path, gpu: Gpu | None) -> MemoryEstimate:
         return estimate_embeddings(plan.model_path(data_dir))
+
+    def operations(self, spec: EmbeddingsModel) -> frozenset[str]:
+        return frozenset({"embeddings"})

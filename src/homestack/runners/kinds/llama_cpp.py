@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
 
 
+_EMBEDDING_FLAGS = {"--embedding", "--embeddings"}
+
+
 class LlamaCppModel(ProcessConfig):
     runner: Literal["llama.cpp"]
     model: str = Field(description="GGUF file path, or package:NAME for a shipped model.")
@@ -69,6 +72,7 @@ class LlamaCpp(RunnerKind):
     metrics_path = "/metrics"
     gpu = True
     ready_line = re.compile(r"\bmodel loaded$|\blistening on http")
+    serves = RunnerKind.serves | {"/messages", "/messages/count_tokens"}
 
     def plan(self, name: str, spec: LlamaCppModel, fleet: FleetSettings) -> LaunchPlan:
         model_ref = checked_model(name, spec.model)
@@ -90,7 +94,17 @@ class LlamaCpp(RunnerKind):
             return estimate_llama_cpp(spec, path, data_dir / "cache")
         estimate = estimate_llama_cpp(spec, path, data_dir / "cache", gpus=1)
         # The runner sees only this GPU (as its device 0): name it by its real index.
-        return MemoryEstimate({gpu.id if d == "gpu0" else d: c for d, c in estimate.devices.items()})
+        devices = {gpu.id if d == "gpu0" else d: c for d, c in estimate.devices.items()}
+        return MemoryEstimate(devices, estimate.layers, estimate.gpu_layers)
+
+    def context_tokens(self, spec: LlamaCppModel) -> int | None:
+        # Each of the parallel slots holds an equal share of --ctx-size.
+        return None if spec.ctx_size is None else spec.ctx_size // spec.parallel
 
     def slots(self, spec: LlamaCppModel) -> int:
         return spec.parallel
+
+    def operations(self, spec: LlamaCppModel) -> frozenset[str]:
+        # Started with --embedding(s), llama-server serves embeddings only; else it has no embeddings.
+        embeds = bool(_EMBEDDING_FLAGS.intersection(spec.args))
+        return frozenset({"embeddings"} if embeds else {"chat", "text_completion"})
