@@ -2,12 +2,13 @@
 and 200 requests alternating between them from 32 concurrent clients.
 
 Runs the scheduler's anti-thrash policy, a naive one (swap whenever the
-other model has a request waiting: max_wait 0, min_residency 0) and, as the
+other model has a request waiting: max_wait 0, min_residency 0, residency_per_reload 0) and, as the
 reference, llama-server's own router mode with --models-max 1 (bench/llama_router.py)
 on the same machine in the same run, in ABBA order over --rounds, and prints
 swaps, wait percentiles and throughput (medians over rounds), and ratios to the router.
 
-Run: make bench  (or .venv/bin/python bench/swap_storm.py [--requests N] [--clients N] [--rounds N]).
+Run: make bench  (or .venv/bin/python bench/swap_storm.py [--requests N] [--clients N] [--rounds N]
+[--targets anti-thrash,router]).
 tests/test_swap_storm.py drives the same storm() against a gateway it starts.
 """
 
@@ -35,8 +36,9 @@ MODELS = {  # two different real models, so a swap really loads other weights
 }
 SETTINGS = {"ctx_size": 1024, "parallel": 2}  # per model, for homestack and the router alike
 PROMPT = {"prompt": "The capital of France is", "max_tokens": 4, "temperature": 0}
-# anti-thrash: the fleet file's defaults (scheduling.max_wait and min_residency: 5 s each).
-POLICIES = {"anti-thrash": {}, "naive": {"max_wait": 0.0, "min_residency": 0.0}}
+# anti-thrash: the fleet file's defaults (scheduling: max_wait and min_residency 5 s, residency_per_reload 2).
+POLICIES = {"anti-thrash": {}, "naive": {"max_wait": 0.0, "min_residency": 0.0, "residency_per_reload": 0.0}}
+TARGETS = [*POLICIES, "router"]
 
 
 @dataclass
@@ -158,8 +160,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2, help="runs of each target, in ABBA order (default 2)")
+    parser.add_argument("--targets", default=",".join(TARGETS),
+                        help=f"comma-separated, from {','.join(TARGETS)} (default all)")
     args = parser.parse_args()
-    targets = [*POLICIES, "router"]
+    targets = [t for t in TARGETS if t in args.targets.split(",")]
     runs: dict[str, list[dict]] = {name: [] for name in targets}
     with tempfile.TemporaryDirectory(prefix="homestack-swap-") as tmp:
         workdir = Path(tmp)
@@ -175,7 +179,8 @@ def main() -> None:
                     run = _run_policy(workdir, budget, POLICIES[name], args.requests, args.clients)
                 runs[name].append(run)
                 print(f"  round {round_ + 1}: {name} {run['throughput']:.2f} req/s, p50 {run['p50']:.2f}s, "
-                      f"p99 {run['p99']:.2f}s, {run['swaps']} swaps", flush=True)
+                      f"p99 {run['p99']:.2f}s, {run['swaps']} swaps, load average {os.getloadavg()[0]:.1f}",
+                      flush=True)
     rows = {name: _median_row(r) for name, r in runs.items()}
     alternations = args.requests - 1
     print(f"\nmedians of {args.rounds} rounds; load average {os.getloadavg()[0]:.1f}")
@@ -183,14 +188,17 @@ def main() -> None:
     for name, r in rows.items():
         print(f"{name:<12} {r['ok']:>4.0f}/{r['requests']:<3.0f} {r['swaps']:>6.0f} {r['p50']:>8.2f}s {r['p99']:>8.2f}s "
               f"{r['throughput']:>7.2f}")
-    smart, naive, router = rows["anti-thrash"], rows["naive"], rows["router"]
-    print(f"\nalternations: {alternations}; swaps anti-thrash/naive/router: "
-          f"{smart['swaps']:.0f}/{naive['swaps']:.0f}/{router['swaps']:.0f}; anti-thrash vs naive: "
-          f"throughput x{smart['throughput'] / naive['throughput']:.2f}, p99 wait x{naive['p99'] / smart['p99']:.2f} lower")
+    router = rows.get("router")
+    if "anti-thrash" in rows and "naive" in rows:
+        smart, naive = rows["anti-thrash"], rows["naive"]
+        print(f"\nalternations: {alternations}; swaps anti-thrash/naive: {smart['swaps']:.0f}/{naive['swaps']:.0f}; "
+              f"anti-thrash vs naive: throughput x{smart['throughput'] / naive['throughput']:.2f}, "
+              f"p99 wait x{naive['p99'] / smart['p99']:.2f} lower")
     for name in POLICIES:
-        r = rows[name]
-        print(f"{name} vs router: throughput x{r['throughput'] / router['throughput']:.2f}, "
-              f"p50 wait x{r['p50'] / router['p50']:.2f}, p99 wait x{r['p99'] / router['p99']:.2f}")
+        if name in rows and router is not None:
+            r = rows[name]
+            print(f"{name} vs router: throughput x{r['throughput'] / router['throughput']:.2f}, "
+                  f"p50 wait x{r['p50'] / router['p50']:.2f}, p99 wait x{r['p99'] / router['p99']:.2f}")
 
 
 if __name__ == "__main__":

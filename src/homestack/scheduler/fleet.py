@@ -65,8 +65,7 @@ class Scheduler:
         self._by_name = {alias: r for r in runners.values() for alias in (r.name, *r.spec.aliases)}
         # Glob aliases (claude-*), tried in fleet-file order after exact names: agents' built-in model names.
         self._globs = [(alias, r) for alias, r in self._by_name.items() if _GLOB.search(alias)]
-        scheduling = fleet.scheduling
-        self._settings = Settings(scheduling.queue_depth, scheduling.max_wait, scheduling.min_residency)
+        self._settings = Settings.of(fleet.scheduling)
         self._queued = 0  # tickets in all queues: release() only feeds an event when someone waits
         self._yielding: frozenset[str] = frozenset()  # models that take no new requests while they drain
         self._wakeup = asyncio.Event()
@@ -171,8 +170,7 @@ class Scheduler:
         old = {name: launch_settings(self.fleet, name, r.plan) for name, r in self.runners.items()}
         changes = diff(old, {name: launch_settings(fleet, name, plans[name]) for name in fleet.models})
         self.capacity, self.fleet = capacity, fleet
-        s = fleet.scheduling
-        self._settings = Settings(s.queue_depth, s.max_wait, s.min_residency)
+        self._settings = Settings.of(fleet.scheduling)
         for name in changes.removed:
             self._remove(name)
         for name in changes.added:
