@@ -130,16 +130,37 @@ def _figures(result: StormResult, swaps: int) -> dict:
     }
 
 
+def swap_phases(events: list[dict]) -> dict[str, float]:
+    """Where each swap's time went, medians in seconds, from the scheduler's event log: the evicted
+    runner's exit (evict -> stopped), the decision to load the next (stopped -> load) and its load
+    (load -> ready: spawn, weights, health check)."""
+    phases: dict[str, list[float]] = {"exit": [], "decide": [], "load": []}
+    last: dict[str, float] = {}
+    for event in sorted(events, key=lambda e: e["at"]):
+        kind, at = event["event"], event["at"]
+        if kind == "stopped" and "evict" in last:
+            phases["exit"].append(at - last.pop("evict"))
+        elif kind == "load" and "stopped" in last:
+            phases["decide"].append(at - last.pop("stopped"))
+        elif kind == "ready" and "load" in last:
+            phases["load"].append(at - last.pop("load"))
+        last[kind] = at
+    return {name: statistics.median(values) for name, values in phases.items() if values}
+
+
 def _run_policy(workdir: Path, budget: int, policy: dict[str, float], requests: int, clients: int) -> dict:
     proc, url = serve(workdir, fleet_yaml(budget, **policy))
     try:
         result = storm(url, requests, clients)
         with urllib.request.urlopen(url + "/admin/running", timeout=30) as resp:
-            counters = json.loads(resp.read())["counters"]
+            report = json.loads(resp.read())
     finally:
         proc.terminate()
         proc.wait(30)
-    return _figures(result, sum(c["count"] for c in counters if c["event"] == "swap"))
+    phases = swap_phases(report["events"])
+    print("    per swap (medians): " + ", ".join(f"{name} {seconds * 1000:.1f} ms" for name, seconds in phases.items()),
+          flush=True)
+    return _figures(result, sum(c["count"] for c in report["counters"] if c["event"] == "swap"))
 
 
 def _run_router(workdir: Path, requests: int, clients: int) -> dict:

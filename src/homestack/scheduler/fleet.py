@@ -57,8 +57,9 @@ class Scheduler:
         self.fleet = fleet
         # (event, model, reason) -> count; the events and reasons are state.COUNTER_REASONS
         self.counters: Counter[tuple[str, str, str]] = Counter()
-        # (monotonic seconds, "load" | "stopped", model): when a runner began to hold memory and when it
-        # stopped; replayed, it says which models were ever resident together.
+        # (monotonic seconds, "load" | "ready" | "evict" | "stopped", model): when a runner began to hold
+        # memory, served, was told to go and stopped; replayed, it says which models were ever resident
+        # together, and where each swap's time went.
         self.events: deque[tuple[float, str, str]] = deque(maxlen=_EVENT_LOG)
         self.on_loaded: Callable[[str, float], None] | None = None  # (model, seconds), e.g. a histogram
         self._entries = {name: Entry(r, capacity.models[name]) for name, r in runners.items()}
@@ -333,6 +334,7 @@ class Scheduler:
         else:
             entry.loaded_at = time.monotonic()
             entry.load_seconds = entry.loaded_at - started
+            self.events.append((entry.loaded_at, "ready", entry.name))
             entry.failures = 0
             event = LoadFinished(entry.name, cause, evicted)
             if self.on_loaded is not None:
@@ -349,6 +351,7 @@ class Scheduler:
     def _evict(self, action: Evict) -> None:
         entry = self._entries[action.model]
         entry.last_reason = action.reason
+        self.events.append((time.monotonic(), "evict", action.model))
         self.counters["evicted", action.model, action.kind] += 1
         entry.runner.log.write(f"[homestack] {action.model}: {action.reason}")
         entry.runner.begin_stop(action.drain)
