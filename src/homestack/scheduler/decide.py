@@ -2,8 +2,9 @@
 
 A pass (``Tick``) decides everything that changes the fleet, in this order:
 models idle past their TTL unload; ready models grant what waits for them;
-models that want to load are admitted, the longest wait first, if they fit
-beside what is resident (the capacity plan's ``fits``: memory and groups).
+models that want to load are admitted (those room was made for first, then the
+longest wait first), if they fit beside what is resident (the capacity plan's
+``fits``: memory and groups).
 Else room is made by evicting idle, unpinned models, least recently used first
 (ties: the one cheaper to reload); never a pinned model, never one with requests
 in flight, and no further eviction while the last victims are still stopping.
@@ -71,7 +72,7 @@ def _pass(state: FleetState, _event: Tick, now: float) -> list[Action]:
         if m.state is State.READY:
             actions += _grant(models, m, _drain_cutoff(state, m, waiting, now))
     yielding: set[str] = set()
-    for m in sorted(waiting, key=lambda m: -m.waited(now)):  # the longest wait first
+    for m in sorted(waiting, key=lambda m: _admission_order(m, now)):
         actions += _admit(state, models, m.name, now, yielding)
     if yielding != state.yielding:
         actions.append(SetYielding(frozenset(yielding)))
@@ -121,6 +122,13 @@ def _drain_cutoff(state: FleetState, m: ModelView, waiting: list[ModelView], now
         return inf
     end = min(turn_end(m, newcomer, state.settings) for newcomer in waiting)
     return end if now < end + state.settings.max_wait else -inf
+
+
+def _admission_order(m: ModelView, now: float) -> tuple[bool, float]:
+    """A model that room was made for first: else the model just evicted for it, whose leftover queue
+    may be older, would load again in its place (a swap for nothing, and the newcomer waits a whole
+    turn more). Then the longest wait first."""
+    return not m.made_room, -m.waited(now)
 
 
 def _ttl_expired(m: ModelView, now: float) -> bool:
