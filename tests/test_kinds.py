@@ -23,6 +23,7 @@ from homestack.runners import Runner, State
 from homestack.runners.kinds import KINDS, KindConfig, LaunchPlan, RunnerKind, kind_for
 from homestack.runners.kinds.base import ProcessConfig
 from homestack.runners.launch import plan_launch
+from homestack.runners.process import terminate
 from homestack.scheduler.entry import Entry
 
 SRC = Path(__file__).parent.parent / "src" / "homestack"
@@ -81,6 +82,22 @@ def test_a_load_is_checked_as_soon_as_the_runner_logs_its_ready_line(tmp_path, y
         await asyncio.wait_for(wait, 60)  # the health check runs now, not in 600 s
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind, signal_seen", [("llama.cpp", -9), ("command", 0)])
+def test_an_idle_runner_with_nothing_to_save_is_killed_at_once(tmp_path, kind, signal_seen):
+    """llama-server holds nothing worth a clean exit: a swap does not wait for one. Other kinds get
+    SIGTERM and their grace (the stand-in exits 0 on SIGTERM)."""
+    stand_in = ("import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); "
+                "print(1, flush=True); time.sleep(600)")
+
+    async def main() -> int:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", stand_in, stdout=asyncio.subprocess.PIPE,
+                                                    start_new_session=True)
+        await proc.stdout.readline()  # its SIGTERM handler is in place
+        return await terminate(proc, KINDS[kind].stop_grace)
+
+    assert asyncio.run(main()) == signal_seen
 
 
 # A kind that is not in the registry: tests/fake_openai.py as a runner with its own key.

@@ -68,6 +68,7 @@ class Runner:
         self._attach_url = plan.kind.attach_url(spec)  # an API already running: nothing to start
         self._health_path = plan.kind.health_path(spec)
         self._ready_line = plan.kind.ready_line
+        self._stop_grace = plan.kind.stop_grace
         self.base_url = self._attach_url or ""
         api_key = plan.kind.api_key(spec)
         # Raw header lines sent with every forwarded request (a remote API's key).
@@ -206,7 +207,7 @@ class Runner:
         while self.inflight and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         if self._proc is not None:
-            code = await terminate(self._proc)
+            code = await terminate(self._proc, self._stop_grace)
             self.log.write(f"[homestack] {self.name} stopped (exit code {code})")
         self._stopped(None)
 

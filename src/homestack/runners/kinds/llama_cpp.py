@@ -72,6 +72,7 @@ class LlamaCpp(RunnerKind):
     metrics_path = "/metrics"
     gpu = True
     ready_line = re.compile(r"\bmodel loaded$|\blistening on http")
+    stop_grace = 0.0  # an idle llama-server holds nothing: its clean-up only delays the next load
     serves = RunnerKind.serves | {"/messages", "/messages/count_tokens"}
 
     def plan(self, name: str, spec: LlamaCppModel, fleet: FleetSettings) -> LaunchPlan:
