@@ -140,10 +140,11 @@ def swap_phases(events: list[dict]) -> dict[str, float]:
         kind, at = event["event"], event["at"]
         if kind == "stopped" and "evict" in last:
             phases["exit"].append(at - last.pop("evict"))
-        elif kind == "load" and "stopped" in last:
+        elif kind == "load" and "stopped" in last:  # a swap's load, not the first one
             phases["decide"].append(at - last.pop("stopped"))
-        elif kind == "ready" and "load" in last:
-            phases["load"].append(at - last.pop("load"))
+            last["swap load"] = at
+        elif kind == "ready" and "swap load" in last:
+            phases["load"].append(at - last.pop("swap load"))
         last[kind] = at
     return {name: statistics.median(values) for name, values in phases.items() if values}
 
@@ -199,7 +200,8 @@ def main() -> None:
                 else:
                     run = _run_policy(workdir, budget, POLICIES[name], args.requests, args.clients)
                 runs[name].append(run)
-                print(f"  round {round_ + 1}: {name} {run['throughput']:.2f} req/s, p50 {run['p50']:.2f}s, "
+                print(f"  round {round_ + 1}: {name} {run['ok']}/{run['requests']} ok, {run['throughput']:.3g} req/s, "
+                      f"p50 {run['p50']:.2f}s, "
                       f"p99 {run['p99']:.2f}s, {run['swaps']} swaps, load average {os.getloadavg()[0]:.1f}",
                       flush=True)
     rows = {name: _median_row(r) for name, r in runs.items()}
@@ -208,7 +210,7 @@ def main() -> None:
     print(f"{'target':<12} {'ok':>8} {'swaps':>6} {'p50 wait':>9} {'p99 wait':>9} {'req/s':>7}")
     for name, r in rows.items():
         print(f"{name:<12} {r['ok']:>4.0f}/{r['requests']:<3.0f} {r['swaps']:>6.0f} {r['p50']:>8.2f}s {r['p99']:>8.2f}s "
-              f"{r['throughput']:>7.2f}")
+              f"{r['throughput']:>7.3g}")
     router = rows.get("router")
     if "anti-thrash" in rows and "naive" in rows:
         smart, naive = rows["anti-thrash"], rows["naive"]
