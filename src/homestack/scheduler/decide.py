@@ -93,12 +93,12 @@ def next_pass(state: FleetState, now: float) -> float | None:
     for m in state.models.values():
         if m.state is State.READY:
             for newcomer in waiting:
-                end = turn_end(m, newcomer, settings)
+                end = _turn_end(m, newcomer, settings)
                 times += [end, end + settings.max_wait]
     return min((t for t in times if t > now), default=None)
 
 
-def residency(m: ModelView, newcomer: ModelView, settings: Settings) -> float:
+def _residency(m: ModelView, newcomer: ModelView, settings: Settings) -> float:
     """How long resident ``m``, with work, serves before it yields to ``newcomer``: ``min_residency``, or
     ``residency_per_reload`` x what swapping to the newcomer and back last cost, up to ``max_residency``."""
     reload = (m.load_seconds or 0.0) + (newcomer.load_seconds or 0.0)
@@ -106,12 +106,12 @@ def residency(m: ModelView, newcomer: ModelView, settings: Settings) -> float:
     return max(settings.min_residency, grown)
 
 
-def turn_end(m: ModelView, newcomer: ModelView, settings: Settings) -> float:
+def _turn_end(m: ModelView, newcomer: ModelView, settings: Settings) -> float:
     """When resident ``m``'s turn ends for ``newcomer``: it has served its residency, and the newcomer
     has waited ``max_wait`` counted from its load at the earliest (a queue that built up during the last
     swap does not cut the new turn short). A pinned or admin newcomer has waited forever."""
     first = newcomer.queue[0] if newcomer.queue and not (newcomer.pinned or newcomer.admin_waiting) else -inf
-    return max(m.loaded_at + residency(m, newcomer, settings), m.loaded_at + settings.max_wait,
+    return max(m.loaded_at + _residency(m, newcomer, settings), m.loaded_at + settings.max_wait,
                first + settings.max_wait)
 
 
@@ -120,7 +120,7 @@ def _drain_cutoff(state: FleetState, m: ModelView, waiting: list[ModelView], now
     once it yields, those that arrived before its turn ended, for ``max_wait`` at most."""
     if m.name not in state.yielding or not waiting:
         return inf
-    end = min(turn_end(m, newcomer, state.settings) for newcomer in waiting)
+    end = min(_turn_end(m, newcomer, state.settings) for newcomer in waiting)
     return end if now < end + state.settings.max_wait else -inf
 
 
@@ -162,7 +162,7 @@ def _admit(state: FleetState, models: dict[str, ModelView], name: str, now: floa
         return []  # the models already evicted for it are still stopping: wait, evict no more
 
     def must_yield(m: ModelView) -> bool:
-        return now >= turn_end(m, entry, settings)
+        return now >= _turn_end(m, entry, settings)
 
     evictable = [m for m in resident if m.state is State.READY and not m.pinned]
     # Idle with nothing queued: holding it only keeps the newcomer waiting.
