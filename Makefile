@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/swap_storm.py
+	$(BIN)/python bench/cold_start.py
 	$(BIN)/python bench/knowledge.py
 
 install: $(STAMP)

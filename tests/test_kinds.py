@@ -23,6 +23,7 @@ from homestack.runners import Runner, State
 from homestack.runners.kinds import KINDS, KindConfig, LaunchPlan, RunnerKind, kind_for
 from homestack.runners.kinds.base import ProcessConfig
 from homestack.runners.launch import plan_launch
+from homestack.runners.process import terminate
 from homestack.scheduler.entry import Entry
 
 SRC = Path(__file__).parent.parent / "src" / "homestack"
@@ -59,6 +60,44 @@ def test_runner_slots_metrics_and_readiness_come_from_its_kind(tmp_path, yaml, s
     remote = spec.runner == "remote"
     assert runner.base_url == ("http://h:1/v1" if remote else "")
     assert runner.upstream_headers == (b"Authorization: Bearer k\r\n" if remote else b"")
+
+
+@pytest.mark.parametrize("yaml, busy, ready", [
+    ("{runner: llama.cpp, model: m.gguf}", "0.00.555 I cmn init: llama threadpool init, n_threads = 2",
+     "0.01.962.081 I srv  llama_server: model loaded"),
+    ("{runner: embeddings, model: m}", "Batches: 100%", "embeddings: loaded /m in 1.2 s"),
+])
+def test_a_load_is_checked_as_soon_as_the_runner_logs_its_ready_line(tmp_path, yaml, busy, ready):
+    (tmp_path / "f.yaml").write_text(f"data_dir: {tmp_path}\nmodels:\n  m: {yaml}\n")
+    fleet = load_fleet(tmp_path / "f.yaml")
+    runner = Runner("m", fleet.models["m"], fleet, LaunchPlan(kind_for(fleet.models["m"]), "test"))
+
+    async def main() -> None:
+        lines = runner.log.follow()
+        wait = asyncio.ensure_future(runner._ready_line_or(lines, 600))  # the poll interval: far away
+        runner.log.write(busy)
+        await asyncio.sleep(0.05)
+        assert not wait.done()  # any other line leaves the wait alone
+        runner.log.write(ready)
+        await asyncio.wait_for(wait, 60)  # the health check runs now, not in 600 s
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind, signal_seen", [("llama.cpp", -9), ("command", 0)])
+def test_an_idle_runner_with_nothing_to_save_is_killed_at_once(tmp_path, kind, signal_seen):
+    """llama-server holds nothing worth a clean exit: a swap does not wait for one. Other kinds get
+    SIGTERM and their grace (the stand-in exits 0 on SIGTERM)."""
+    stand_in = ("import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); "
+                "print(1, flush=True); time.sleep(600)")
+
+    async def main() -> int:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", stand_in, stdout=asyncio.subprocess.PIPE,
+                                                    start_new_session=True)
+        await proc.stdout.readline()  # its SIGTERM handler is in place
+        return await terminate(proc, KINDS[kind].stop_grace)
+
+    assert asyncio.run(main()) == signal_seen
 
 
 # A kind that is not in the registry: tests/fake_openai.py as a runner with its own key.

@@ -1,7 +1,8 @@
 """The scheduler's decisions from plain data: (fleet state, event, now) -> actions, no process started.
 
 Every model plans 400 MiB (unless a row says otherwise) against a 1000 MiB budget: two fit, three do
-not. Rows with budget 600 have room for one. Settings default to max_wait 5 s, min_residency 5 s.
+not. Rows with budget 600 have room for one. Settings default to the fleet file's: max_wait 5 s,
+min_residency 5 s, residency_per_reload 2, max_residency 60 s.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import pytest
 from homestack.errors import RunnerError, RunnerTimeout
 from homestack.planner import CapacityPlan, Components, Device, MemoryEstimate, ModelPlan
 from homestack.runners import State
-from homestack.scheduler.decide import UNLOAD_DRAIN, decide
+from homestack.scheduler.decide import UNLOAD_DRAIN, decide, next_pass
 from homestack.scheduler.messages import (
     AdminLoad, AdminUnload, CancelLoad, Cancelled, Count, Enqueue, Evict, FailWaiters, Grant, LoadCancelled,
     LoadFailed, LoadFinished, Note, Queued, RefuseUnload, Reject, Released, Reschedule, RetryAt, RunnerStopped,
@@ -31,7 +32,7 @@ def m(name: str, mib: int = 400, **fields) -> ModelView:
 
 def fleet(*models: ModelView, budget: int = 1000, groups: dict[str, set[str]] | None = None,
           yielding: frozenset[str] = frozenset(), max_wait: float = 5.0, min_residency: float = 5.0,
-          queue_depth: int = 64) -> FleetState:
+          queue_depth: int = 64, residency_per_reload: float = 2.0, max_residency: float = 60.0) -> FleetState:
     plans = {
         v.name: ModelPlan(v.name, "configured", MemoryEstimate({"cpu": Components(weights=v.size)}))
         if v.planned else ModelPlan(v.name, "remote", None)
@@ -40,7 +41,8 @@ def fleet(*models: ModelView, budget: int = 1000, groups: dict[str, set[str]] | 
     groups_ = {name: frozenset(members) for name, members in (groups or {}).items()}
     capacity = CapacityPlan({"cpu": Device("cpu", "CPU RAM", 64 * 2**30, 64 * 2**30)}, {"cpu": budget * MIB},
                             plans, groups_)
-    return FleetState({v.name: v for v in models}, capacity, Settings(queue_depth, max_wait, min_residency), yielding)
+    settings = Settings(queue_depth, max_wait, min_residency, residency_per_reload, max_residency)
+    return FleetState({v.name: v for v in models}, capacity, settings, yielding)
 
 
 def room_for(victim: str, newcomer: str = "c") -> Evict:
@@ -90,6 +92,9 @@ CASES = [
     ("no second eviction while the first victim is still stopping",
      fleet(m("a", state=STOPPING), m("b", state=READY), m("c", queue=(9.0,), made_room=("a",))),
      Tick(), 10.0, []),
+    ("the victim has stopped: the model room was made for loads, not the victim with an older queue",
+     fleet(m("a", queue=(1.0,)), m("c", queue=(9.0,), made_room=("a",)), budget=600),
+     Tick(), 10.0, [StartLoad("c", "request")]),
     ("the victim has stopped: the load starts",
      fleet(m("a"), m("b", state=READY), m("c", queue=(9.0,), made_room=("a",))),
      Tick(), 10.0, [StartLoad("c", "request")]),
@@ -104,9 +109,13 @@ CASES = [
      fleet(m("a", state=READY, limit=2, inflight=1, queue=(1.0, 2.0, 3.0))), Tick(), 10.0, [Grant("a", 1)]),
     ("admin loads are answered once the model is ready",
      fleet(m("a", state=READY, admin_waiting=True)), Tick(), 10.0, [Grant("a", 0, waiters=True)]),
-    ("a yielding model lets nobody new in",
+    ("a yielding model lets nobody in who came after its turn ended",
+     fleet(m("a", state=READY, limit=2, inflight=1, queue=(16.0,), loaded_at=8.0), m("c", queue=(9.0,)),
+           budget=600, yielding=frozenset({"a"})),
+     Tick(), 17.0, []),
+    ("nobody waits for its room any more: a yielding model serves its queue again",
      fleet(m("a", state=READY, queue=(1.0,)), yielding=frozenset({"a"})),
-     Tick(), 10.0, [SetYielding(frozenset())]),
+     Tick(), 10.0, [Grant("a", 1), SetYielding(frozenset())]),
     # -- anti-thrash: room for one -----------------------------------------------------------------
     ("grant before admit: a model just loaded serves what waits before it can be evicted",
      fleet(m("a", state=READY, loaded_at=10.0, queue=(1.0, 2.0)), m("c", queue=(0.5,)), budget=600,
@@ -132,6 +141,30 @@ CASES = [
      fleet(m("a", state=READY, limit=1, inflight=1, queue=(19.0,), loaded_at=17.0), m("c", queue=(0.0,)),
            budget=600, min_residency=0),
      Tick(), 20.0, []),
+    ("drain, then swap: a yielding model serves what arrived before its turn ended (at 14)",
+     fleet(m("a", state=READY, limit=2, queue=(12.0, 15.0), loaded_at=8.0), m("c", queue=(9.0,)), budget=600,
+           yielding=frozenset({"a"})),
+     Tick(), 16.0, [Grant("a", 1)]),
+    ("the drain lasts max_wait at most: then the yielding model goes, its queue left for later",
+     fleet(m("a", state=READY, limit=2, queue=(12.0, 15.0), loaded_at=8.0), m("c", queue=(9.0,)), budget=600,
+           yielding=frozenset({"a"})),
+     Tick(), 19.0, [room_for("a"), SetYielding(frozenset())]),
+    ("slow reloads: the turn lasts residency_per_reload x both loads (2 x 7 s), past min_residency",
+     fleet(m("a", state=READY, limit=1, inflight=1, queue=(19.0,), loaded_at=8.0, load_seconds=4.0),
+           m("c", queue=(9.0,), load_seconds=3.0), budget=600),
+     Tick(), 21.0, []),
+    ("slow reloads: the longer turn over, the resident yields",
+     fleet(m("a", state=READY, limit=1, inflight=1, queue=(19.0,), loaded_at=8.0, load_seconds=4.0),
+           m("c", queue=(9.0,), load_seconds=3.0), budget=600),
+     Tick(), 22.0, [SetYielding(frozenset({"a"}))]),
+    ("the grown residency stops at max_residency",
+     fleet(m("a", state=READY, limit=1, inflight=1, loaded_at=8.0, load_seconds=40.0),
+           m("c", queue=(9.0,), load_seconds=30.0), budget=600, max_residency=20.0),
+     Tick(), 28.0, [SetYielding(frozenset({"a"}))]),
+    ("residency_per_reload 0: min_residency alone, however slow the reloads",
+     fleet(m("a", state=READY, limit=1, inflight=1, loaded_at=8.0, load_seconds=40.0),
+           m("c", queue=(9.0,), load_seconds=30.0), budget=600, residency_per_reload=0),
+     Tick(), 14.0, [SetYielding(frozenset({"a"}))]),
     ("idle with nothing queued: makes room at once, residency or not",
      fleet(m("a", state=READY, loaded_at=19.9), m("c", queue=(19.8,)), budget=600), Tick(), 20.0, [room_for("a")]),
     # -- TTL ---------------------------------------------------------------------------------------
@@ -214,6 +247,31 @@ def test_counted_reasons_are_the_one_list():
                 assert action.kind in COUNTER_REASONS["evicted"], action
             elif isinstance(action, StartLoad):
                 assert action.cause in COUNTER_REASONS["loaded"], action
+
+
+# (id, state, now, when the next timed pass is due)
+NEXT_PASS = [
+    ("nothing timed: only events matter", fleet(m("a", state=READY, last_used=1.0)), 10.0, None),
+    ("an idle model's ttl runs out", fleet(m("a", state=READY, ttl=30.0, last_used=1.0)), 10.0, 31.0),
+    ("a pinned model never times out, its retry is due",
+     fleet(m("p", pinned=True, ttl=30.0, retry_at=12.0)), 10.0, 12.0),
+    ("a newcomer waits: the resident's turn ends (residency 8+5, and the newcomer's max_wait 9+5)",
+     fleet(m("a", state=READY, loaded_at=8.0, inflight=1), m("c", queue=(9.0,)), budget=600), 10.0, 14.0),
+    ("then its drain ends, max_wait later",
+     fleet(m("a", state=READY, loaded_at=8.0, inflight=1), m("c", queue=(9.0,)), budget=600), 14.0, 19.0),
+    ("slow reloads: the longer turn's end (8 + 2 x (4 + 3))",
+     fleet(m("a", state=READY, loaded_at=8.0, inflight=1, load_seconds=4.0), m("c", queue=(9.0,), load_seconds=3.0),
+           budget=600), 10.0, 22.0),
+    ("clocks already run out are not waited for",
+     fleet(m("a", state=READY, loaded_at=1.0, inflight=1), m("c", queue=(2.0,)), budget=600), 13.0, None),
+    ("a load under way: no anti-thrash clock",
+     fleet(m("a", state=READY, loaded_at=8.0), m("c", queue=(9.0,), loading=True)), 10.0, None),
+]
+
+
+@pytest.mark.parametrize("state, now, expected", [pytest.param(*row[1:], id=row[0]) for row in NEXT_PASS])
+def test_next_pass(state, now, expected):
+    assert next_pass(state, now) == expected
 
 
 def test_unload_gives_in_flight_requests_the_readmes_30_seconds():

@@ -18,13 +18,13 @@ MIN_RESIDENCY = 1.0
 
 
 def max_resident_together(events: list[dict]) -> int:
-    """Replay the scheduler's (load, stopped) events: the most models that held memory at once."""
+    """Replay the scheduler's load and stopped events: the most models that held memory at once."""
     resident: set[str] = set()
     most = 0
     for event in sorted(events, key=lambda e: e["at"]):
         if event["event"] == "load":
             resident.add(event["model"])
-        else:
+        elif event["event"] == "stopped":
             resident.discard(event["model"])
         most = max(most, len(resident))
     return most
@@ -36,6 +36,9 @@ def test_the_replay_sees_an_overlap_however_short():
     assert max_resident_together(events) == 2
     events[2]["at"] = 1.999  # a stopped just before b loaded
     assert max_resident_together(events) == 1
+    events.insert(2, {"at": 1.5, "event": "evict", "model": "a"})  # told to go is not gone
+    events[3]["at"] = 2.001
+    assert max_resident_together(events) == 2
 
 
 def test_swap_storm_serves_everything_with_few_swaps(gateway_factory, tmp_path):

@@ -57,6 +57,14 @@ class Scheduling(_Strict):
     min_residency: float = Field(
         5, ge=0, description="Seconds a newly loaded model that has work keeps serving before it must swap."
     )
+    residency_per_reload: float = Field(
+        2, ge=0, description="A model with work serves at least this many times what the last swap to the "
+        "waiting model and back cost (both load times) before it must swap; 0: min_residency only.",
+    )
+    max_residency: float = Field(
+        60, ge=0, description="Seconds the residency grown by residency_per_reload may reach at most "
+        "(min_residency if that is longer): a request for the other model waits about this long at worst.",
+    )
 
 
 class Group(_Strict):

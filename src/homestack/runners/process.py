@@ -67,8 +67,8 @@ async def _pump(proc: asyncio.subprocess.Process, log: LogTail) -> None:
 
 
 async def terminate(proc: asyncio.subprocess.Process, grace: float = 5.0) -> int:
-    """SIGTERM the process group, SIGKILL it after ``grace`` seconds; return the exit code."""
-    if proc.returncode is None:
+    """SIGTERM the process group, SIGKILL it after ``grace`` seconds (0: at once); return the exit code."""
+    if proc.returncode is None and grace > 0:
         _signal_group(proc.pid, signal.SIGTERM)
         try:
             return await asyncio.wait_for(proc.wait(), grace)

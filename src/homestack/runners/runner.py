@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the fleet schema imports the kinds this package holds
 
 _LOG_LINES_IN_ERRORS = 5
 _PROBE_TIMEOUT = 2.0  # seconds one health check may take
+_POLL_FIRST, _POLL_MAX = 0.05, 0.25  # seconds between health checks during a load (backing off)
 
 # (origin, path) -> HTTP status: the GET a runner's health check uses.
 HealthProbe = Callable[[str, str], Awaitable[int]]
@@ -66,6 +67,8 @@ class Runner:
         self.secrets = self.log.secrets = secrets_of(spec)  # never written to its log, nor relayed in its errors
         self._attach_url = plan.kind.attach_url(spec)  # an API already running: nothing to start
         self._health_path = plan.kind.health_path(spec)
+        self._ready_line = plan.kind.ready_line
+        self._stop_grace = plan.kind.stop_grace
         self.base_url = self._attach_url or ""
         api_key = plan.kind.api_key(spec)
         # Raw header lines sent with every forwarded request (a remote API's key).
@@ -164,24 +167,39 @@ class Runner:
         assert self._probe is not None, "Runner.bind() was not called"
         path = self._health_path
         deadline = time.monotonic() + self._startup_timeout
-        delay = 0.05
-        while True:
-            if proc is not None and proc.returncode is not None:
-                raise self._start_failure(f"runner exited with code {proc.returncode}")
-            if self.cancel_requested:
-                self.log.write(f"[homestack] {self.name}: load cancelled, every waiting request went away")
-                raise ClientClosed(f"load of {self.name!r} cancelled: every waiting request went away")
+        delay = _POLL_FIRST
+        lines = self.log.follow()
+        try:
+            while True:
+                if proc is not None and proc.returncode is not None:
+                    raise self._start_failure(f"runner exited with code {proc.returncode}")
+                if self.cancel_requested:
+                    self.log.write(f"[homestack] {self.name}: load cancelled, every waiting request went away")
+                    raise ClientClosed(f"load of {self.name!r} cancelled: every waiting request went away")
+                try:
+                    if await asyncio.wait_for(self._probe(origin, path), _PROBE_TIMEOUT) == 200:
+                        return
+                except (OSError, TimeoutError):  # not listening yet, or busy loading
+                    pass
+                if time.monotonic() > deadline:
+                    raise self._start_failure(
+                        f"not healthy at {origin}{path} after {self._startup_timeout:g} s", RunnerTimeout
+                    )
+                await self._ready_line_or(lines, delay)
+                delay = min(delay * 1.5, _POLL_MAX)
+        finally:
+            self.log.unfollow(lines)
+
+    async def _ready_line_or(self, lines: asyncio.Queue[str], seconds: float) -> None:
+        """Wait ``seconds``, or less if the runner logs its ready line: a load then costs no poll interval."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
             try:
-                if await asyncio.wait_for(self._probe(origin, path), _PROBE_TIMEOUT) == 200:
-                    return
-            except (OSError, TimeoutError):  # not listening yet, or busy loading
-                pass
-            if time.monotonic() > deadline:
-                raise self._start_failure(
-                    f"not healthy at {origin}{path} after {self._startup_timeout:g} s", RunnerTimeout
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
+                line = await asyncio.wait_for(lines.get(), left)
+            except TimeoutError:
+                return
+            if self._ready_line is not None and self._ready_line.search(line):
+                return
 
     def _start_failure(self, reason: str, error: type[RunnerError] = RunnerError) -> RunnerError:
         self.log.write(f"[homestack] {self.name} failed to start: {reason}")
@@ -193,7 +211,7 @@ class Runner:
         while self.inflight and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         if self._proc is not None:
-            code = await terminate(self._proc)
+            code = await terminate(self._proc, self._stop_grace)
             self.log.write(f"[homestack] {self.name} stopped (exit code {code})")
         self._stopped(None)
 

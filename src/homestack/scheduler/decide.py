@@ -2,17 +2,23 @@
 
 A pass (``Tick``) decides everything that changes the fleet, in this order:
 models idle past their TTL unload; ready models grant what waits for them;
-models that want to load are admitted, the longest wait first, if they fit
-beside what is resident (the capacity plan's ``fits``: memory and groups).
+models that want to load are admitted (those room was made for first, then the
+longest wait first), if they fit beside what is resident (the capacity plan's
+``fits``: memory and groups).
 Else room is made by evicting idle, unpinned models, least recently used first
 (ties: the one cheaper to reload); never a pinned model, never one with requests
 in flight, and no further eviction while the last victims are still stopping.
 
 Anti-thrash: while a model that does not fit waits, the resident model keeps
 serving its own queue. It makes room as soon as it is idle with nothing queued;
-while it has work, it serves for at least ``min_residency`` after loading and
-until the newcomer has waited ``max_wait`` since then. Only then does it yield:
-take no new requests, drain and go.
+while it has work, its turn lasts at least its residency after loading and until
+the newcomer has waited ``max_wait`` since then. Its residency is
+``min_residency``, or longer when reloads are slow: ``residency_per_reload`` (2)
+times what the swap there and back cost the last time (both models' load times),
+at most ``max_residency``: loading then takes at most about a fifth of the time
+while both sides have work, and a newcomer's wait stays bounded.
+When its turn is over it yields: it takes no new requests, serves those that
+had arrived by then (for ``max_wait`` at most: drain, then swap), and goes.
 
 Other events get their own answer: a full queue rejects (429), a load nobody
 waits for any more is cancelled, a failed load fails its waiters (a cancelled
@@ -22,7 +28,9 @@ retried with a growing backoff. Any event that may change a pass asks for one.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import replace
+from math import inf
 from typing import Callable
 
 from ..errors import RunnerTimeout
@@ -34,7 +42,7 @@ from .messages import (
     RunnerStopped, SetYielding, StartLoad, Tick,
 )
 from .policy import eviction_order, pick_victims
-from .state import FleetState, ModelView
+from .state import FleetState, ModelView, Settings
 
 UNLOAD_DRAIN = 30.0  # seconds in-flight requests get when a model is unloaded by hand
 _LOADED_NOTES = {"pinned": "loaded (pinned)", "request": "loaded for a request", "admin": "loaded by admin"}
@@ -59,16 +67,68 @@ def _pass(state: FleetState, _event: Tick, now: float) -> list[Action]:
             models[m.name] = replace(m, state=State.STOPPING)
     # Grant first: a model that just became ready serves what waits for it before
     # anyone may count it idle and evict it (else two models could evict each other forever).
-    for m in list(models.values()):
-        if m.state is State.READY and m.name not in state.yielding:
-            actions += _grant(models, m)
-    yielding: set[str] = set()
     waiting = [m for m in models.values() if m.wants_load(now)]
-    for m in sorted(waiting, key=lambda m: -m.waited(now)):  # the longest wait first
+    for m in list(models.values()):
+        if m.state is State.READY:
+            actions += _grant(models, m, _drain_cutoff(state, m, waiting, now))
+    yielding: set[str] = set()
+    for m in sorted(waiting, key=lambda m: _admission_order(m, now)):
         actions += _admit(state, models, m.name, now, yielding)
     if yielding != state.yielding:
         actions.append(SetYielding(frozenset(yielding)))
     return actions
+
+
+def next_pass(state: FleetState, now: float) -> float | None:
+    """When, after ``now``, a pass could decide something new with no event in between: a TTL runs
+    out, a pinned model's retry is due, or a resident's turn (or its drain) ends while a model waits
+    for room. None: only an event can change anything."""
+    settings, times = state.settings, []
+    for m in state.models.values():
+        if m.state is State.READY and m.has_process and not m.pinned and m.ttl > 0:
+            times.append(m.last_used + m.ttl)
+        if m.pinned and m.state is State.STOPPED:
+            times.append(m.retry_at)
+    waiting = [m for m in state.models.values() if m.queue and m.state is State.STOPPED and not m.loading]
+    for m in state.models.values():
+        if m.state is State.READY:
+            for newcomer in waiting:
+                end = _turn_end(m, newcomer, settings)
+                times += [end, end + settings.max_wait]
+    return min((t for t in times if t > now), default=None)
+
+
+def _residency(m: ModelView, newcomer: ModelView, settings: Settings) -> float:
+    """How long resident ``m``, with work, serves before it yields to ``newcomer``: ``min_residency``, or
+    ``residency_per_reload`` x what swapping to the newcomer and back last cost, up to ``max_residency``."""
+    reload = (m.load_seconds or 0.0) + (newcomer.load_seconds or 0.0)
+    grown = min(settings.residency_per_reload * reload, settings.max_residency)
+    return max(settings.min_residency, grown)
+
+
+def _turn_end(m: ModelView, newcomer: ModelView, settings: Settings) -> float:
+    """When resident ``m``'s turn ends for ``newcomer``: it has served its residency, and the newcomer
+    has waited ``max_wait`` counted from its load at the earliest (a queue that built up during the last
+    swap does not cut the new turn short). A pinned or admin newcomer has waited forever."""
+    first = newcomer.queue[0] if newcomer.queue and not (newcomer.pinned or newcomer.admin_waiting) else -inf
+    return max(m.loaded_at + _residency(m, newcomer, settings), m.loaded_at + settings.max_wait,
+               first + settings.max_wait)
+
+
+def _drain_cutoff(state: FleetState, m: ModelView, waiting: list[ModelView], now: float) -> float:
+    """Requests for ``m`` that arrived by this time may be granted: all of them while its turn goes on;
+    once it yields, those that arrived before its turn ended, for ``max_wait`` at most."""
+    if m.name not in state.yielding or not waiting:
+        return inf
+    end = min(_turn_end(m, newcomer, state.settings) for newcomer in waiting)
+    return end if now < end + state.settings.max_wait else -inf
+
+
+def _admission_order(m: ModelView, now: float) -> tuple[bool, float]:
+    """A model that room was made for first: else the model just evicted for it, whose leftover queue
+    may be older, would load again in its place (a swap for nothing, and the newcomer waits a whole
+    turn more). Then the longest wait first."""
+    return not m.made_room, -m.waited(now)
 
 
 def _ttl_expired(m: ModelView, now: float) -> bool:
@@ -78,9 +138,11 @@ def _ttl_expired(m: ModelView, now: float) -> bool:
     )
 
 
-def _grant(models: dict[str, ModelView], m: ModelView) -> list[Action]:
+def _grant(models: dict[str, ModelView], m: ModelView, cutoff: float = inf) -> list[Action]:
+    """Let through what waits for ready ``m`` and fits its free slots: requests that arrived by ``cutoff``."""
     room = m.room
-    tickets = len(m.queue) if room is None else min(len(m.queue), room)
+    arrived = bisect_right(m.queue, cutoff)
+    tickets = arrived if room is None else min(arrived, room)
     if not (tickets or m.admin_waiting):
         return []
     models[m.name] = replace(m, queue=m.queue[tickets:], inflight=m.inflight + tickets, admin_waiting=False)
@@ -98,14 +160,9 @@ def _admit(state: FleetState, models: dict[str, ModelView], name: str, now: floa
         return [StartLoad(name, "pinned" if entry.pinned else "request" if entry.queue else "admin")]
     if any(models[victim].state is State.STOPPING for victim in entry.made_room):
         return []  # the models already evicted for it are still stopping: wait, evict no more
-    waited = entry.waited(now)
 
     def must_yield(m: ModelView) -> bool:
-        # A model with work waiting keeps serving it for min_residency after it loaded, and
-        # until the newcomer has waited max_wait counted from then: a queue that built up
-        # during the last swap does not cut the new residency short.
-        served = now - m.loaded_at
-        return served >= settings.min_residency and min(waited, served) >= settings.max_wait
+        return now >= _turn_end(m, entry, settings)
 
     evictable = [m for m in resident if m.state is State.READY and not m.pinned]
     # Idle with nothing queued: holding it only keeps the newcomer waiting.

@@ -5,7 +5,8 @@ the fleet is snapshotted, ``decide`` (``decide.py``, pure) says what to do, and
 the loop does it: start or stop runners, let tickets through, turn requests
 away. A snapshot, its decision and the actions run in one go, with no await in
 between, so nothing changes under a decision. Passes (``Tick``) run in one
-asyncio task, when an event asks for one and at least every ``_TICK``.
+asyncio task, when an event asks for one, when a clock ``next_pass`` names runs out, and at least
+every ``_TICK``.
 
 The one shortcut is on the hot path: a request for a ready model with a free
 slot and nobody ahead of it goes straight through, and its release only feeds
@@ -28,9 +29,7 @@ from ..errors import ClientClosed, Conflict, HomestackError, ModelNotFound, Runn
 from ..planner import CapacityPlan, GpuProvider, probe_devices
 from ..planner.devices import process_memory
 from ..runners import HealthProbe, Runner, State
-
-_GLOB = re.compile(r"[*?\[]")
-from .decide import UNLOAD_DRAIN, decide
+from .decide import UNLOAD_DRAIN, decide, next_pass
 from .entry import Entry, Ticket
 from .messages import (
     AdminLoad, AdminUnload, CancelLoad, Cancelled, Count, Enqueue, Event, Evict, FailWaiters, Grant,
@@ -40,7 +39,10 @@ from .messages import (
 from .reloader import Reloading, plan_with_devices
 from .state import FleetState, Settings
 
-_TICK = 0.25  # seconds between passes when nothing wakes the task (TTL, max_wait, min_residency)
+_GLOB = re.compile(r"[*?\[]")
+_TICK = 0.25  # seconds between passes at most, when nothing wakes the task
+# A timed pass (next_pass: TTL, max_wait, min_residency) runs this late, so its clock has surely run out.
+_TIMER_SLACK = 0.002
 _SAMPLE_EVERY = 2.0  # seconds between resident-memory samples
 _EVENT_LOG = 512  # residency events kept: enough for a test or an operator to replay recent swaps
 
@@ -53,16 +55,16 @@ class Scheduler(Reloading):
         self.fleet = fleet
         # (event, model, reason) -> count; the events and reasons are state.COUNTER_REASONS
         self.counters: Counter[tuple[str, str, str]] = Counter()
-        # (monotonic seconds, "load" | "stopped", model): when a runner began to hold memory and when it
-        # stopped; replayed, it says which models were ever resident together.
+        # (monotonic seconds, "load" | "ready" | "evict" | "stopped", model): when a runner began to hold
+        # memory, served, was told to go and stopped; replayed, it says which models were ever resident
+        # together, and where each swap's time went.
         self.events: deque[tuple[float, str, str]] = deque(maxlen=_EVENT_LOG)
         self.on_loaded: Callable[[str, float], None] | None = None  # (model, seconds), e.g. a histogram
         self._entries = {name: Entry(r, capacity.models[name]) for name, r in runners.items()}
         self._by_name = {alias: r for r in runners.values() for alias in (r.name, *r.spec.aliases)}
         # Glob aliases (claude-*), tried in fleet-file order after exact names: agents' built-in model names.
         self._globs = [(alias, r) for alias, r in self._by_name.items() if _GLOB.search(alias)]
-        scheduling = fleet.scheduling
-        self._settings = Settings(scheduling.queue_depth, scheduling.max_wait, scheduling.min_residency)
+        self._settings = Settings.of(fleet.scheduling)
         self._queued = 0  # tickets in all queues: release() only feeds an event when someone waits
         self._yielding: frozenset[str] = frozenset()  # models that take no new requests while they drain
         self._wakeup = asyncio.Event()
@@ -209,17 +211,24 @@ class Scheduler(Reloading):
             runner.log.close()
 
     async def _run(self) -> None:
+        timeout = _TICK
         while True:
             try:
-                await asyncio.wait_for(self._wakeup.wait(), _TICK)
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
             except TimeoutError:
                 pass
             self._wakeup.clear()
+            timeout = _TICK
             try:
                 now = time.monotonic()
                 if now - self._sampled_at >= _SAMPLE_EVERY:
                     self._sample_memory(now)
                 self._feed(Tick())
+                # A swap waiting for an anti-thrash clock starts when it runs out, not at the next tick.
+                now = time.monotonic()
+                due = next_pass(self._state(), now)
+                if due is not None:
+                    timeout = min(_TICK, due - now + _TIMER_SLACK)
             except Exception:  # a bug must not stop the fleet's only owner
                 traceback.print_exc(file=sys.stderr)
 
@@ -264,6 +273,7 @@ class Scheduler(Reloading):
         else:
             entry.loaded_at = time.monotonic()
             entry.load_seconds = entry.loaded_at - started
+            self.events.append((entry.loaded_at, "ready", entry.name))
             entry.failures = 0
             event = LoadFinished(entry.name, cause, evicted)
             if self.on_loaded is not None:
@@ -280,6 +290,7 @@ class Scheduler(Reloading):
     def _evict(self, action: Evict) -> None:
         entry = self._entries[action.model]
         entry.last_reason = action.reason
+        self.events.append((time.monotonic(), "evict", action.model))
         self.counters["evicted", action.model, action.kind] += 1
         entry.runner.log.write(f"[homestack] {action.model}: {action.reason}")
         entry.runner.begin_stop(action.drain)

@@ -58,8 +58,7 @@ class Reloading:
         old = {name: _launch_settings(self.fleet, name, r.plan) for name, r in self.runners.items()}
         changes = diff(old, {name: _launch_settings(fleet, name, plans[name]) for name in fleet.models})
         self.capacity, self.fleet = capacity, fleet
-        s = fleet.scheduling
-        self._settings = Settings(s.queue_depth, s.max_wait, s.min_residency)
+        self._settings = Settings.of(fleet.scheduling)
         for name in changes.removed:
             self._remove(name)
         for name in changes.added:

@@ -7,7 +7,7 @@ decision; ``decide`` never sees a process, a future or a clock.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Protocol
+from typing import Any, Iterable, Mapping, Protocol
 
 from ..runners import State
 
@@ -34,6 +34,14 @@ class Settings:
     queue_depth: int  # requests that may wait per model before 429
     max_wait: float  # seconds a model that does not fit waits before the resident one must yield
     min_residency: float  # seconds a loaded model with work keeps serving before it must yield
+    residency_per_reload: float = 0.0  # it serves at least this x the last reload cost there and back...
+    max_residency: float = 0.0  # ...up to this many seconds (or min_residency if longer)
+
+    @classmethod
+    def of(cls, scheduling: Any) -> "Settings":
+        """From the fleet file's ``scheduling`` section."""
+        s = scheduling
+        return cls(s.queue_depth, s.max_wait, s.min_residency, s.residency_per_reload, s.max_residency)
 
 
 @dataclass(frozen=True, slots=True)

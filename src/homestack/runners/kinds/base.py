@@ -11,6 +11,7 @@ its union): fleet-wide settings arrive as ``FleetSettings``, plain attributes.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol
@@ -116,6 +117,11 @@ class RunnerKind:
     config: ClassVar[type[KindConfig]]  # its model: `runner: Literal[name]` tags the schema's union
     metrics_path: ClassVar[str | None] = None  # its Prometheus endpoint, re-exported by the gateway
     gpu: ClassVar[bool] = False  # the planner may place it on one GPU (estimate() is then given that GPU)
+    # A line its output shows once it serves: the health check runs on it, not at the next poll.
+    ready_line: ClassVar[re.Pattern[str] | None] = None
+    # Seconds it gets to exit after SIGTERM once idle; 0: it has nothing to save, SIGKILL at once (a swap
+    # then waits for no clean-up).
+    stop_grace: ClassVar[float] = 5.0
     # Runner paths (under /v1) it serves itself; the gateway translates other APIs to chat completions.
     serves: ClassVar[frozenset[str]] = frozenset({"/chat/completions", "/completions", "/embeddings"})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -42,6 +43,7 @@ def estimate_embeddings(model_dir: Path) -> MemoryEstimate:
 class Embeddings(RunnerKind):
     name = "embeddings"
     config = EmbeddingsModel
+    ready_line = re.compile(r"^embeddings: loaded ")
 
     def plan(self, name: str, spec: EmbeddingsModel, fleet: FleetSettings) -> LaunchPlan:
         model_ref = checked_model(name, spec.model)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -85,6 +86,8 @@ class LlamaCpp(RunnerKind):
     config = LlamaCppModel
     metrics_path = "/metrics"
     gpu = True
+    ready_line = re.compile(r"\bmodel loaded$|\blistening on http")
+    stop_grace = 0.0  # an idle llama-server holds nothing: its clean-up only delays the next load
     serves = RunnerKind.serves | {"/messages", "/messages/count_tokens", "/rerank"}
 
     def plan(self, name: str, spec: LlamaCppModel, fleet: FleetSettings) -> LaunchPlan:
