@@ -15,14 +15,13 @@ from typing import Protocol
 from ..errors import HomestackError, RunnerError, RunnerTimeout, ServiceUnavailable
 from ..observe import RequestRecord
 from ..runners.logs import REDACTED
-from .asgi import Headers, Receive, Send, send_response, wait_disconnect
+from .asgi import SSE_HEADERS, Headers, Receive, Send, send_response, wait_disconnect
 from .surfaces import Operation, StreamTranslator, Surface, Translation
 from .upstream import Response, UpstreamError, UpstreamPool, UpstreamTimeout
 
 # The end of a stream kept while relaying it: enough for the last events (usage,
 # llama-server's timings, the end marker) however the runner's writes were split.
 _WINDOW = 4096
-_SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 _TRANSPORT_ERRORS = (UpstreamError, UpstreamTimeout)
 
 
@@ -120,7 +119,7 @@ async def _relay_stream(
     resp: Response, runner: Target, surface: Surface, rec: RequestRecord, send: Send, receive: Receive,
     extra_headers: Headers, translator: StreamTranslator | None,
 ) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + extra_headers})
+    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + extra_headers})
     disconnected = asyncio.ensure_future(wait_disconnect(receive))
     # A client that goes away closes the upstream connection at once, so the
     # runner stops generating for nobody (even in the middle of a long prompt).

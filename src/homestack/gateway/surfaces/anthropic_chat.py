@@ -87,6 +87,8 @@ def chat_messages(payload: dict[str, Any]) -> list[dict[str, Any]]:
     for message in payload["messages"]:
         if message["role"] == "user":
             messages += _user_messages(message["content"])
+        elif message["role"] == "system":
+            messages.append({"role": "system", "content": _text(message["content"])})
         else:
             messages.append(_assistant_message(message["content"]))
     return messages

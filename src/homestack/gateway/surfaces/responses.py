@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ...errors import BadRequest, HomestackError
+from ...errors import BadRequest
 from . import Operation, StreamTranslator, Translation
-from .openai import MODEL_NAME_LIMIT, OpenAISurface, render_error
+from .openai import MODEL_NAME_LIMIT, OpenAISurface
 from .sse import chat_chunks, sse_event
 
 if TYPE_CHECKING:
@@ -246,6 +246,8 @@ class _ResponsesStream(StreamTranslator):
 class ResponsesSurface(OpenAISurface):
     name = "responses"
     stream_end = b""
+    conversation_field = "input"
+    image_types = frozenset({"input_image"})
 
     def count_tokens(self, rec: "RequestRecord", data: bytes) -> None:
         at = data.rfind(b'"usage"')
@@ -268,11 +270,11 @@ class ResponsesSurface(OpenAISurface):
     def stream_finished(self, tail: bytes) -> bool:
         return b"event: response.completed" in tail or b"event: response.failed" in tail
 
-    def error_event(self, exc: HomestackError) -> bytes:
-        error = orjson.loads(render_error(exc))["error"]
+    def body_event(self, body: bytes) -> bytes:
+        error = orjson.loads(body)["error"]
         return sse_event("response.failed", {"type": "response.failed", "sequence_number": 0, "response": {
             "id": _new_id("resp"), "object": "response", "status": "failed", "output": [],
-            "error": {"code": exc.code or exc.type, "message": error["message"]}}})
+            "error": {"code": error.get("code") or error["type"], "message": error["message"]}}})
 
 
 RESPONSES_SURFACE = ResponsesSurface()

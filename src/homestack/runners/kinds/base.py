@@ -155,5 +155,6 @@ class RunnerKind:
         return None
 
     def operations(self, spec: KindConfig) -> frozenset[str] | None:
-        """The operations (``Operation.name``: chat, text_completion, embeddings...) it answers; None: any."""
+        """What it can do (an ``Operation.capability``: chat, text_completion, embeddings; and vision: it takes
+        images); None: anything."""
         return None

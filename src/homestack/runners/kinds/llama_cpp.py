@@ -19,6 +19,9 @@ CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_
 
 
 _EMBEDDING_FLAGS = {"--embedding", "--embeddings"}
+# A multimodal projector makes llama-server see images; -hf fetches the repository's own, if it has one.
+_VISION_FLAGS = {"-mm", "--mmproj", "-mmu", "--mmproj-url", "-hf", "-hfr", "--hf-repo"}
+_VISION_ENV = {"LLAMA_ARG_MMPROJ", "LLAMA_ARG_MMPROJ_URL", "LLAMA_ARG_HF_REPO"}
 
 
 class LlamaCppModel(ProcessConfig):
@@ -105,4 +108,8 @@ class LlamaCpp(RunnerKind):
     def operations(self, spec: LlamaCppModel) -> frozenset[str]:
         # Started with --embedding(s), llama-server serves embeddings only; else it has no embeddings.
         embeds = bool(_EMBEDDING_FLAGS.intersection(spec.args))
-        return frozenset({"embeddings"} if embeds else {"chat", "text_completion"})
+        if embeds:
+            return frozenset({"embeddings"})
+        sees = bool(_VISION_FLAGS.intersection(spec.args) or _VISION_ENV.intersection(spec.env)) \
+            and "--no-mmproj" not in spec.args
+        return frozenset({"chat", "text_completion", "vision"} if sees else {"chat", "text_completion"})
