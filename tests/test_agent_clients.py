@@ -86,6 +86,14 @@ def test_codex_answers_through_the_gateway(default_gateway, tmp_path):
     print(f"\ncodex exec: {seconds:.0f} s, prompt {served[-1]['tokens_in']} tokens: {done.stdout.strip()[:200]!r}")
 
 
+def test_the_stretched_default_model_still_answers_and_stops(default_gateway):
+    """SmolLM2 trained at 8k, served at 16k per slot with YaRN: a short question gets a short, right answer."""
+    answer = default_gateway.openai().chat.completions.create(
+        model="smollm2-135m-instruct", max_tokens=64, temperature=0,
+        messages=[{"role": "user", "content": "What is the capital of France? Answer in one word."}])
+    assert answer.choices[0].finish_reason == "stop" and "Paris" in answer.choices[0].message.content
+
+
 def test_images_to_a_model_without_vision_are_a_clear_400(default_gateway):
     """SmolLM2 has no vision: a 400 in each protocol's shape, before the model is even loaded."""
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}

@@ -109,3 +109,62 @@ def test_an_error_after_the_stream_opened_is_an_error_event():
     assert client.messages[0]["status"] == 200
     assert client.body.endswith(b"event: error\ndata: " + error + b"\n\n")
     assert client.messages[-1]["more_body"] is False
+
+
+class _SilentRunner:
+    """A runner's streamed answer that goes quiet mid-way (reading a long prompt)."""
+
+    def __init__(self, *parts: bytes | float):
+        self.parts = parts
+
+    async def chunks(self):
+        for part in self.parts:
+            if isinstance(part, float):
+                await asyncio.sleep(part)
+            else:
+                yield part
+
+    def close(self):
+        pass
+
+
+def _relay(parts, surface, translator=None) -> bytes:
+    from homestack.gateway import proxy
+    from homestack.observe import RequestRecord
+
+    async def never_disconnects():
+        await asyncio.sleep(3600)
+
+    async def run():
+        client = _Client()
+        runner = type("Runner", (), {"name": "m", "secrets": ()})()
+        await proxy._relay_stream(_SilentRunner(*parts), runner, surface, RequestRecord("r", "POST", "/v1/x"), client,
+                                  never_disconnects, [], translator)
+        return client.body
+
+    old, proxy.KEEPALIVE_EVERY = proxy.KEEPALIVE_EVERY, 0.05
+    try:
+        return asyncio.run(run())
+    finally:
+        proxy.KEEPALIVE_EVERY = old
+
+
+def test_a_silent_runner_mid_stream_gets_the_client_pings_between_events_only():
+    start = b'event: message_start\ndata: {"type":"message_start"}\n\n'
+    stop = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+    body = _relay([start[:10], 0.12, start[10:], 0.12, stop], ANTHROPIC)
+    assert body.startswith(start) and body.endswith(stop)  # no ping split the first event
+    assert body[len(start):-len(stop)].replace(ANTHROPIC.ping, b"") == b"" and ANTHROPIC.ping in body
+
+
+def test_a_translated_responses_stream_re_announces_itself_while_the_runner_is_silent():
+    from homestack.gateway.surfaces.responses import ResponsesTranslation
+
+    translation = ResponsesTranslation({"model": "gpt-5", "input": "Hi", "stream": True})
+    chunk = b'data: {"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+    body = _relay([0.12, chunk], RESPONSES_SURFACE, translation.stream())
+    events = [line.removeprefix(b"event: ").decode() for line in body.split(b"\n") if line.startswith(b"event: ")]
+    assert events[:2] == ["response.created", "response.in_progress"]  # the stream starts before the runner speaks
+    assert events.count("response.created") == 1 and events.count("response.in_progress") >= 2
+    sequence = [orjson.loads(line[6:])["sequence_number"] for line in body.split(b"\n") if line.startswith(b"data: ")]
+    assert sequence == list(range(len(sequence))) and events[-1] == "response.completed"

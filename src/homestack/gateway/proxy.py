@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Protocol
+from typing import AsyncIterator, Protocol
 
 from ..errors import HomestackError, RunnerError, RunnerTimeout, ServiceUnavailable
 from ..observe import RequestRecord
 from ..runners.logs import REDACTED
 from .asgi import SSE_HEADERS, Headers, Receive, Send, send_response, wait_disconnect
+from .keepalive import EVERY as KEEPALIVE_EVERY
 from .surfaces import Operation, StreamTranslator, Surface, Translation
 from .upstream import Response, UpstreamError, UpstreamPool, UpstreamTimeout
 
@@ -126,7 +127,12 @@ async def _relay_stream(
     disconnected.add_done_callback(lambda task: task.cancelled() or resp.close())
     window = b""
     try:
-        async for chunk in resp.chunks():
+        async for chunk in _paced(resp, KEEPALIVE_EVERY):
+            if chunk is None:  # the runner is silent (reading a long prompt): tell the client it is coming
+                ping = translator.keepalive() if translator is not None else _between_events(surface, window)
+                if ping:
+                    await send({"type": "http.response.body", "body": ping, "more_body": True})
+                continue
             if translator is not None:
                 chunk = translator.feed(chunk)
             if not window:  # time to first token: the first chunk of the body, not the headers
@@ -153,6 +159,31 @@ async def _relay_stream(
     if not finished and rec.outcome == "ok":  # the runner closed the stream without finishing it
         await _send_error_event(send, rec, surface, RunnerError(f"model {runner.name!r} ended the stream early"))
     await send({"type": "http.response.body", "body": b"" if finished else surface.stream_end, "more_body": False})
+
+
+async def _paced(resp: Response, every: float) -> AsyncIterator[bytes | None]:
+    """The answer's chunks as they come, and None each time ``every`` seconds pass without one."""
+    chunks = resp.chunks()
+    following = asyncio.ensure_future(anext(chunks))
+    try:
+        while True:
+            done, _ = await asyncio.wait((following,), timeout=every)
+            if not done:
+                yield None
+                continue
+            try:
+                chunk = following.result()
+            except StopAsyncIteration:
+                return
+            yield chunk
+            following = asyncio.ensure_future(anext(chunks))
+    finally:
+        following.cancel()
+
+
+def _between_events(surface: Surface, relayed: bytes) -> bytes | None:
+    """The surface's ping, if the relayed stream is between two events (a ping must not split one)."""
+    return surface.ping if not relayed or relayed.endswith((b"\n\n", b"\r\n\r\n")) else None
 
 
 async def _send_error_event(send: Send, rec: RequestRecord, surface: Surface, error: HomestackError) -> None:

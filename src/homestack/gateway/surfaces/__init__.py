@@ -97,6 +97,10 @@ class StreamTranslator:
         """What ends the stream, once the runner's stream ended (nothing if it never finished)."""
         raise NotImplementedError
 
+    def keepalive(self) -> bytes:
+        """An event that tells a waiting client the answer is still coming (the runner is reading the prompt)."""
+        return b""
+
 
 class Translation:
     """One request served through the runner's chat completions."""

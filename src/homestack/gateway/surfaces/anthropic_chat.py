@@ -220,6 +220,9 @@ class _MessagesStream(StreamTranslator):
             out.append(self._chunk(data))
         return b"".join(out)
 
+    def keepalive(self) -> bytes:
+        return self.feed(b"") if self.index == -1 else sse_event("ping", {"type": "ping"})
+
     def _open(self, key: str, block: dict[str, Any]) -> bytes:
         out = self._close()
         self.block = key

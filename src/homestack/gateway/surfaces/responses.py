@@ -189,6 +189,12 @@ class _ResponsesStream(StreamTranslator):
                 out += self._delta(delta)
         return out
 
+    def keepalive(self) -> bytes:
+        # Codex gives up on a stream silent for 5 minutes; the Responses API has no ping, but it does re-announce.
+        if not self.started:
+            return self.feed(b"")
+        return self._event("response.in_progress", response=self.t.response("in_progress", [], None))
+
     def _delta(self, delta: dict[str, Any]) -> bytes:
         out = b""
         if delta.get("content"):
