@@ -23,6 +23,7 @@ import openai
 import pytest
 
 from agent_clis import CLAUDE_QUIET, agent_clis, clean_env, codex_config
+from harness import wait_until
 from test_docs import README
 
 FAKE_SERVER = Path(__file__).parent / "fake_openai.py"
@@ -36,7 +37,10 @@ def _readme_block(lang: str, marker: str) -> str:
 
 
 def _served(gateway, path: str, since: float) -> list[dict]:
-    return [e for e in gateway.request_log() if e["path"] == path and e["ts"] >= since]
+    """The requests to ``path`` the gateway answered 200 since ``since`` (their log lines follow the answer)."""
+    def answered() -> list[dict]:
+        return [e for e in gateway.request_log() if e["path"] == path and e["ts"] >= since and e["status"] == 200]
+    return wait_until(answered, timeout=30, message=f"a logged 200 for {path}")
 
 
 def _run(argv: list[str], env: dict[str, str], cwd) -> tuple[subprocess.CompletedProcess[str], float]:
@@ -63,7 +67,7 @@ def test_claude_code_answers_through_the_gateway(default_gateway, tmp_path):
                          clean_env(tmp_path / "home", **env, **CLAUDE_QUIET, **patience), tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip()
-    served = [e for e in _served(default_gateway, "/v1/messages", since) if e["status"] == 200]
+    served = _served(default_gateway, "/v1/messages", since)
     assert served and served[-1]["runner"] == "smollm2-135m-instruct" and served[-1]["model"].startswith("claude-")
     print(f"\nclaude -p: {seconds:.0f} s, prompt {served[-1]['tokens_in']} tokens: {done.stdout.strip()[:200]!r}")
 
@@ -84,7 +88,7 @@ def test_codex_answers_through_the_gateway(default_gateway, tmp_path):
     done, seconds = _run([str(clis["codex"]), *command[1:], "--ephemeral", "--color", "never"], env, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip()
-    served = [e for e in _served(default_gateway, "/v1/responses", since) if e["status"] == 200]
+    served = _served(default_gateway, "/v1/responses", since)
     assert served and served[-1]["runner"] == "smollm2-135m-instruct"
     print(f"\ncodex exec: {seconds:.0f} s, prompt {served[-1]['tokens_in']} tokens: {done.stdout.strip()[:200]!r}")
 
