@@ -160,11 +160,13 @@ def test_a_silent_runner_mid_stream_gets_the_client_pings_between_events_only():
 def test_a_translated_responses_stream_re_announces_itself_while_the_runner_is_silent():
     from homestack.gateway.surfaces.responses import ResponsesTranslation
 
-    translation = ResponsesTranslation({"model": "gpt-5", "input": "Hi", "stream": True})
+    tools = [{"type": "function", "name": f"tool{i}", "description": "x" * 500, "parameters": {}} for i in range(20)]
+    translation = ResponsesTranslation({"model": "gpt-5", "input": "Hi", "stream": True, "tools": tools})
     chunk = b'data: {"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
     body = _relay([0.12, chunk], RESPONSES_SURFACE, translation.stream())
     events = [line.removeprefix(b"event: ").decode() for line in body.split(b"\n") if line.startswith(b"event: ")]
     assert events[:2] == ["response.created", "response.in_progress"]  # the stream starts before the runner speaks
     assert events.count("response.created") == 1 and events.count("response.in_progress") >= 2
     sequence = [orjson.loads(line[6:])["sequence_number"] for line in body.split(b"\n") if line.startswith(b"data: ")]
-    assert sequence == list(range(len(sequence))) and events[-1] == "response.completed"
+    assert sequence == list(range(len(sequence))) and events[-1] == "response.completed"  # no error after it,
+    # though the tools Codex sends make the closing event longer than the tail the gateway keeps

@@ -147,11 +147,13 @@ async def _relay_stream(
     finally:
         client_gone = disconnected.done()
         disconnected.cancel()
+    ending = b""
     if translator is not None and not client_gone and rec.outcome == "ok":
         ending = translator.finish()  # the closing events, if the runner finished its stream
         window = (window + ending)[-_WINDOW:]
         await send({"type": "http.response.body", "body": ending, "more_body": True})
-    finished = surface.stream_finished(window)
+    # A translated ending is judged whole: a Responses one repeats the request's tools, often past the window.
+    finished = surface.stream_finished(ending if translator is not None else window)
     if client_gone and not finished:  # a client that leaves after [DONE] has had it all
         rec.outcome = "client_disconnected"
         return

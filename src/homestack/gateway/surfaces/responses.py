@@ -126,12 +126,14 @@ class ResponsesTranslation(Translation):
 
     def response(self, status: str, output: list[dict[str, Any]], usage: dict[str, Any] | None) -> dict[str, Any]:
         p = self.payload
+        # usage last: the gateway counts tokens from a stream's tail, and the tools can be long
         return {"id": self.id, "object": "response", "created_at": self.created, "status": status,
-                "model": p["model"], "output": output, "usage": usage, "error": None, "incomplete_details": None,
+                "model": p["model"], "output": output, "error": None, "incomplete_details": None,
                 "instructions": p.get("instructions"), "max_output_tokens": p.get("max_output_tokens"),
                 "parallel_tool_calls": p.get("parallel_tool_calls", True), "tool_choice": p.get("tool_choice", "auto"),
                 "tools": p.get("tools") or [], "temperature": p.get("temperature"), "top_p": p.get("top_p"),
-                "store": False, "metadata": p.get("metadata") or {}, "text": {"format": {"type": "text"}}}
+                "store": False, "metadata": p.get("metadata") or {}, "text": {"format": {"type": "text"}},
+                "usage": usage}
 
     def request(self) -> bytes:
         return orjson.dumps(chat_request(self.payload))
