@@ -136,7 +136,7 @@ class GatewayApp:
         rid = request_id.decode("latin-1") if request_id else os.urandom(8).hex()
         rid_header = [(b"x-request-id", request_id or rid.encode())]
         surface: Surface = OPENAI
-        rec = route = None
+        rec = route = req = None
         try:
             route, params = self.routes.match(scope["method"], scope["path"])
             surface = route.surface
@@ -156,11 +156,12 @@ class GatewayApp:
                 surface = self.routes.surface_for(scope["path"])
             if rec is not None:
                 rec.status, rec.outcome = exc.status, exc.code or exc.type
-            await send_error(send, exc, surface.error_body(exc), rid_header)
+            # The request's own send: a stream kept alive while waiting turns the error into an event.
+            await send_error(send if req is None else req.send, exc, surface.error_body(exc), rid_header)
         except Exception:
             if rec is not None:
                 rec.status, rec.outcome = 500, "internal_error"
-            await _internal_error(send, surface, rid_header)
+            await _internal_error(send if req is None else req.send, surface, rid_header)
         finally:
             if rec is not None:
                 self.services.request_log.write(rec)

@@ -25,6 +25,7 @@ from ..runners import Runner
 from ..scheduler import Scheduler, Ticket
 from .asgi import Receive, read_body, wait_disconnect
 from .context import Request, Services
+from .keepalive import Keepalive
 from .proxy import forward
 
 # What makes a route try its next target: the runner could not take or answer the request.
@@ -43,6 +44,19 @@ async def serve_model(services: Services, req: Request) -> None:
     payload = operation.surface.parse(body, operation)
     rec.model = payload["model"]
     rec.stream = payload.get("stream") is True
+    keepalive = None
+    if rec.stream and operation.surface.ping is not None:  # pinged while the answer is slow to start
+        keepalive = Keepalive(req.send, operation.surface, req.headers)
+        req.send = keepalive.send
+    try:
+        await _serve_model(services, req, body, payload)
+    finally:
+        if keepalive is not None:
+            keepalive.close()
+
+
+async def _serve_model(services: Services, req: Request, body: bytes, payload: dict[str, Any]) -> None:
+    rec, auth = req.record, services.auth
     on_peers: list[tuple[PeerView, PeerModel]] = []
     try:
         runners = resolve_target(services, req, payload)
@@ -142,12 +156,16 @@ async def _serve_runner(services: Services, req: Request, runner: Runner, body: 
     rec.runner, rec.runner_kind, rec.runner_version = runner.name, runner.kind, runner.version
     capability = translation.capability if translation is not None and translation.capability else operation.capability
     if runner.operations is not None and capability not in runner.operations:
-        served = " and ".join(sorted(runner.operations))
+        served = " and ".join(sorted(runner.operations - {"vision"}))
         raise BadRequest(f"model {runner.name} serves {served}, not {capability}", param="model",
                          code="unsupported_operation")
     if (missing := runner.lacks(capability)) is not None:
         raise BadRequest(f"model {runner.name} cannot serve {capability}: {missing}", param="model",
                          code="unsupported_operation")
+    if runner.operations is not None and "vision" not in runner.operations and operation.surface.has_images(payload):
+        raise BadRequest(f"model {runner.name} cannot see images (it has no vision; a llama.cpp model needs "
+                         "--mmproj): send text only, or choose a model with vision",
+                         param=operation.surface.conversation_field, code="image_not_supported")
     ticket = scheduler.acquire(runner)
     if ticket is not None:
         await _wait_turn(scheduler, ticket, req.receive)

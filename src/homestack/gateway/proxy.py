@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Protocol
+from typing import AsyncIterator, Protocol
 
 from ..errors import HomestackError, RunnerError, RunnerTimeout, ServiceUnavailable
 from ..observe import RequestRecord
 from ..runners.logs import REDACTED
-from .asgi import Headers, Receive, Send, send_response, wait_disconnect
+from .asgi import SSE_HEADERS, Headers, Receive, Send, send_response, wait_disconnect
+from .keepalive import EVERY as KEEPALIVE_EVERY
 from .surfaces import Operation, StreamTranslator, Surface, Translation
 from .upstream import Response, UpstreamError, UpstreamPool, UpstreamTimeout
 
 # The end of a stream kept while relaying it: enough for the last events (usage,
 # llama-server's timings, the end marker) however the runner's writes were split.
 _WINDOW = 4096
-_SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 _TRANSPORT_ERRORS = (UpstreamError, UpstreamTimeout)
 
 
@@ -122,14 +122,19 @@ async def _relay_stream(
     resp: Response, runner: Target, surface: Surface, rec: RequestRecord, send: Send, receive: Receive,
     extra_headers: Headers, translator: StreamTranslator | None,
 ) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + extra_headers})
+    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + extra_headers})
     disconnected = asyncio.ensure_future(wait_disconnect(receive))
     # A client that goes away closes the upstream connection at once, so the
     # runner stops generating for nobody (even in the middle of a long prompt).
     disconnected.add_done_callback(lambda task: task.cancelled() or resp.close())
     window = b""
     try:
-        async for chunk in resp.chunks():
+        async for chunk in _paced(resp, KEEPALIVE_EVERY):
+            if chunk is None:  # the runner is silent (reading a long prompt): tell the client it is coming
+                ping = translator.keepalive() if translator is not None else _between_events(surface, window)
+                if ping:
+                    await send({"type": "http.response.body", "body": ping, "more_body": True})
+                continue
             if translator is not None:
                 chunk = translator.feed(chunk)
             if not window:  # time to first token: the first chunk of the body, not the headers
@@ -144,11 +149,13 @@ async def _relay_stream(
     finally:
         client_gone = disconnected.done()
         disconnected.cancel()
+    ending = b""
     if translator is not None and not client_gone and rec.outcome == "ok":
         ending = translator.finish()  # the closing events, if the runner finished its stream
         window = (window + ending)[-_WINDOW:]
         await send({"type": "http.response.body", "body": ending, "more_body": True})
-    finished = surface.stream_finished(window)
+    # A translated ending is judged whole: a Responses one repeats the request's tools, often past the window.
+    finished = surface.stream_finished(ending if translator is not None else window)
     if client_gone and not finished:  # a client that leaves after [DONE] has had it all
         rec.outcome = "client_disconnected"
         return
@@ -156,6 +163,31 @@ async def _relay_stream(
     if not finished and rec.outcome == "ok":  # the runner closed the stream without finishing it
         await _send_error_event(send, rec, surface, RunnerError(f"model {runner.name!r} ended the stream early"))
     await send({"type": "http.response.body", "body": b"" if finished else surface.stream_end, "more_body": False})
+
+
+async def _paced(resp: Response, every: float) -> AsyncIterator[bytes | None]:
+    """The answer's chunks as they come, and None each time ``every`` seconds pass without one."""
+    chunks = resp.chunks()
+    following = asyncio.ensure_future(anext(chunks))
+    try:
+        while True:
+            done, _ = await asyncio.wait((following,), timeout=every)
+            if not done:
+                yield None
+                continue
+            try:
+                chunk = following.result()
+            except StopAsyncIteration:
+                return
+            yield chunk
+            following = asyncio.ensure_future(anext(chunks))
+    finally:
+        following.cancel()
+
+
+def _between_events(surface: Surface, relayed: bytes) -> bytes | None:
+    """The surface's ping, if the relayed stream is between two events (a ping must not split one)."""
+    return surface.ping if not relayed or relayed.endswith((b"\n\n", b"\r\n\r\n")) else None
 
 
 async def _send_error_event(send: Send, rec: RequestRecord, surface: Surface, error: HomestackError) -> None:

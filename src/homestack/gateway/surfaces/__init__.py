@@ -32,6 +32,9 @@ class Surface:
     error_schema: dict[str, Any] = {}  # the JSON schema of its error bodies, for /openapi.json
     stream_end = b""  # what ends a stream the runner left unfinished (after the error event)
     api_key_header: bytes | None = None  # a header carrying the bare key, besides Authorization: Bearer
+    conversation_field = "messages"  # the request field holding the turns (and their images)
+    image_types: frozenset[str] = frozenset()  # the content part types that carry an image
+    ping: bytes | None = None  # the event that keeps a slow stream's client waiting; None: no keepalive
 
     def parse(self, body: bytes, operation: "Operation") -> dict[str, Any]:
         """The request as a JSON object with a model, whose fields fit ``operation.schema``; else 400."""
@@ -46,6 +49,10 @@ class Surface:
             raise BadRequest("missing required field 'model'", param="model")
         check_fields(payload, operation.schema)
         return payload
+
+    def has_images(self, payload: dict[str, Any]) -> bool:
+        """Whether the request shows the model an image (which a model without vision cannot take)."""
+        return bool(self.image_types) and _carries(payload.get(self.conversation_field), self.image_types, 0)
 
     def count_tokens(self, rec: "RequestRecord", data: bytes) -> None:
         """Set ``rec.tokens_in`` / ``tokens_out`` from an answer or a stream's tail, without parsing it."""
@@ -69,6 +76,10 @@ class Surface:
 
     def error_event(self, exc: HomestackError) -> bytes:
         """An error inside a stream that already started."""
+        return self.body_event(self.error_body(exc))
+
+    def body_event(self, body: bytes) -> bytes:
+        """An error answer's body (in :meth:`error_body`'s shape) as an event of a stream that already started."""
         raise NotImplementedError
 
     def runner_error(self, status: int, data: bytes) -> tuple[bytes, str]:
@@ -85,6 +96,10 @@ class StreamTranslator:
     def finish(self) -> bytes:
         """What ends the stream, once the runner's stream ended (nothing if it never finished)."""
         raise NotImplementedError
+
+    def keepalive(self) -> bytes:
+        """An event that tells a waiting client the answer is still coming (the runner is reading the prompt)."""
+        return b""
 
 
 class Translation:
@@ -104,6 +119,20 @@ class Translation:
 
     def stream(self) -> StreamTranslator:
         raise NotImplementedError
+
+
+_NESTED = ("content", "output")  # where a turn's parts are: a message's content, a tool result's output
+
+
+def _carries(value: Any, types: frozenset[str], depth: int) -> bool:
+    """Whether a part of one of ``types`` is in the turns (or the parts nested in them, such as tool results)."""
+    if depth > 6:
+        return False
+    if isinstance(value, list):
+        return any(_carries(item, types, depth + 1) for item in value)
+    if isinstance(value, dict):
+        return value.get("type") in types or any(_carries(value.get(key), types, depth + 1) for key in _NESTED)
+    return False
 
 
 def runner_error_fields(status: int, data: bytes) -> dict[str, Any]:

@@ -32,7 +32,8 @@ _INPUT = re.compile(rb'"input_tokens"\s*:\s*(\d+)')
 _CACHED = re.compile(rb'"cache_read_input_tokens"\s*:\s*(\d+)')
 _OUTPUT = re.compile(rb'"output_tokens"\s*:\s*(\d+)')
 _MESSAGE_STOP = b'"type":"message_stop"'
-_ROLES = ("user", "assistant")
+# Claude Code sends "system" turns mid-conversation (per-turn instructions); llama-server takes them.
+_ROLES = ("user", "assistant", "system")
 
 
 def error_type(status: int) -> str:
@@ -48,7 +49,7 @@ def _check_messages(messages: Any) -> None:
         raise BadRequest("messages: must be a non-empty list", param="messages")
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or message.get("role") not in _ROLES:
-            raise BadRequest(f"messages.{i}.role: must be 'user' or 'assistant'", param="messages")
+            raise BadRequest(f"messages.{i}.role: must be 'user', 'assistant' or 'system'", param="messages")
         content = message.get("content")
         if not isinstance(content, (str, list)) or (
             isinstance(content, list) and not all(isinstance(b, dict) and "type" in b for b in content)
@@ -67,6 +68,8 @@ class AnthropicSurface(Surface):
     name = "anthropic"
     error_schema = ERROR_SCHEMA
     api_key_header = b"x-api-key"
+    image_types = frozenset({"image"})
+    ping = b'event: ping\ndata: {"type":"ping"}\n\n'  # as Anthropic's API keeps its streams alive
 
     def parse(self, body: bytes, operation: Operation) -> dict[str, Any]:
         payload = super().parse(body, operation)
@@ -113,8 +116,8 @@ class AnthropicSurface(Surface):
     def error_body(self, exc: HomestackError) -> bytes:
         return error_body(error_type(exc.status), exc.message)
 
-    def error_event(self, exc: HomestackError) -> bytes:
-        return b"event: error\ndata: " + self.error_body(exc) + b"\n\n"
+    def body_event(self, body: bytes) -> bytes:
+        return b"event: error\ndata: " + body + b"\n\n"
 
     def runner_error(self, status: int, data: bytes) -> tuple[bytes, str]:
         error = runner_error_fields(status, data)
@@ -129,7 +132,7 @@ class AnthropicSurface(Surface):
 ANTHROPIC = AnthropicSurface()
 # The fields the gateway reads or checks; the rest (thinking, metadata, betas' fields) pass through.
 _MESSAGE = {"type": "object", "required": ["role", "content"], "properties": {
-    "role": {"type": "string", "examples": ["user", "assistant"]},
+    "role": {"type": "string", "examples": ["user", "assistant", "system"]},
     "content": {"type": ["string", "array"], "items": {"type": "object", "required": ["type"]}}}}
 _FIELDS = {
     "model": {"type": "string", "minLength": 1, "maxLength": MODEL_NAME_LIMIT},

@@ -87,6 +87,8 @@ def chat_messages(payload: dict[str, Any]) -> list[dict[str, Any]]:
     for message in payload["messages"]:
         if message["role"] == "user":
             messages += _user_messages(message["content"])
+        elif message["role"] == "system":
+            messages.append({"role": "system", "content": _text(message["content"])})
         else:
             messages.append(_assistant_message(message["content"]))
     return messages
@@ -217,6 +219,9 @@ class _MessagesStream(StreamTranslator):
         for data in chunks:
             out.append(self._chunk(data))
         return b"".join(out)
+
+    def keepalive(self) -> bytes:
+        return self.feed(b"") if self.index == -1 else sse_event("ping", {"type": "ping"})
 
     def _open(self, key: str, block: dict[str, Any]) -> bytes:
         out = self._close()

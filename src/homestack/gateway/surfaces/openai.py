@@ -61,6 +61,7 @@ class OpenAISurface(Surface):
     name = "openai"
     error_schema = ERROR_SCHEMA
     stream_end = _DONE
+    image_types = frozenset({"image_url"})
 
     def count_tokens(self, rec: "RequestRecord", data: bytes) -> None:
         at = data.rfind(b'"usage"')
@@ -85,8 +86,8 @@ class OpenAISurface(Surface):
     def error_body(self, exc: HomestackError) -> bytes:
         return render_error(exc)
 
-    def error_event(self, exc: HomestackError) -> bytes:
-        return b"data: " + render_error(exc) + b"\n\n"
+    def body_event(self, body: bytes) -> bytes:
+        return b"data: " + body + b"\n\n"
 
     def runner_error(self, status: int, data: bytes) -> tuple[bytes, str]:
         error = runner_error_fields(status, data)

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ...errors import BadRequest, HomestackError
+from ...errors import BadRequest
 from . import Operation, StreamTranslator, Translation
-from .openai import MODEL_NAME_LIMIT, OpenAISurface, render_error
+from .openai import MODEL_NAME_LIMIT, OpenAISurface
 from .sse import chat_chunks, sse_event
 
 if TYPE_CHECKING:
@@ -127,12 +127,14 @@ class ResponsesTranslation(Translation):
 
     def response(self, status: str, output: list[dict[str, Any]], usage: dict[str, Any] | None) -> dict[str, Any]:
         p = self.payload
+        # usage last: the gateway counts tokens from a stream's tail, and the tools can be long
         return {"id": self.id, "object": "response", "created_at": self.created, "status": status,
-                "model": p["model"], "output": output, "usage": usage, "error": None, "incomplete_details": None,
+                "model": p["model"], "output": output, "error": None, "incomplete_details": None,
                 "instructions": p.get("instructions"), "max_output_tokens": p.get("max_output_tokens"),
                 "parallel_tool_calls": p.get("parallel_tool_calls", True), "tool_choice": p.get("tool_choice", "auto"),
                 "tools": p.get("tools") or [], "temperature": p.get("temperature"), "top_p": p.get("top_p"),
-                "store": p.get("store") is not False, "metadata": p.get("metadata") or {}, "text": {"format": {"type": "text"}}}
+                "store": p.get("store") is not False, "metadata": p.get("metadata") or {}, "text": {"format": {"type": "text"}},
+                "usage": usage}
 
     def request(self) -> bytes:
         return orjson.dumps(chat_request(self.payload))
@@ -189,6 +191,12 @@ class _ResponsesStream(StreamTranslator):
                         "name": self.t.forced["name"], "arguments": delta["content"]}}]}
                 out += self._delta(delta)
         return out
+
+    def keepalive(self) -> bytes:
+        # Codex gives up on a stream silent for 5 minutes; the Responses API has no ping, but it does re-announce.
+        if not self.started:
+            return self.feed(b"")
+        return self._event("response.in_progress", response=self.t.response("in_progress", [], None))
 
     def _delta(self, delta: dict[str, Any]) -> bytes:
         out = b""
@@ -247,6 +255,8 @@ class _ResponsesStream(StreamTranslator):
 class ResponsesSurface(OpenAISurface):
     name = "responses"
     stream_end = b""
+    conversation_field = "input"
+    image_types = frozenset({"input_image"})
 
     def count_tokens(self, rec: "RequestRecord", data: bytes) -> None:
         at = data.rfind(b'"usage"')
@@ -266,11 +276,11 @@ class ResponsesSurface(OpenAISurface):
     def stream_finished(self, tail: bytes) -> bool:
         return b"event: response.completed" in tail or b"event: response.failed" in tail
 
-    def error_event(self, exc: HomestackError) -> bytes:
-        error = orjson.loads(render_error(exc))["error"]
+    def body_event(self, body: bytes) -> bytes:
+        error = orjson.loads(body)["error"]
         return sse_event("response.failed", {"type": "response.failed", "sequence_number": 0, "response": {
             "id": _new_id("resp"), "object": "response", "status": "failed", "output": [],
-            "error": {"code": exc.code or exc.type, "message": error["message"]}}})
+            "error": {"code": error.get("code") or error["type"], "message": error["message"]}}})
 
 
 RESPONSES_SURFACE = ResponsesSurface()

@@ -161,7 +161,8 @@ class RunnerKind:
         return None
 
     def operations(self, spec: KindConfig) -> frozenset[str] | None:
-        """The operations (``Operation.capability``: chat, text_completion, embeddings...) it answers; None: any."""
+        """What it can do (an ``Operation.capability``: chat, text_completion, embeddings; and vision: it takes
+        images); None: anything."""
         return None
 
     def lacks(self, spec: KindConfig, plan: LaunchPlan, data_dir: Path, capability: str) -> str | None:

@@ -21,6 +21,9 @@ CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_
 
 _EMBEDDING_FLAGS = {"--embedding", "--embeddings"}
 _RERANK_FLAGS = {"--rerank", "--reranking"}
+# A multimodal projector makes llama-server see images; -hf fetches the repository's own, if it has one.
+_VISION_FLAGS = {"-mm", "--mmproj", "-mmu", "--mmproj-url", "-hf", "-hfr", "--hf-repo"}
+_VISION_ENV = {"LLAMA_ARG_MMPROJ", "LLAMA_ARG_MMPROJ_URL", "LLAMA_ARG_HF_REPO"}
 
 
 class LlamaCppModel(ProcessConfig):
@@ -125,8 +128,11 @@ class LlamaCpp(RunnerKind):
         # else neither.
         if spec.reranker:
             return frozenset({"rerank"})
-        embeds = bool(_EMBEDDING_FLAGS.intersection(spec.args))
-        return frozenset({"embeddings"} if embeds else {"chat", "text_completion", "infill"})
+        if _EMBEDDING_FLAGS.intersection(spec.args):
+            return frozenset({"embeddings"})
+        sees = bool(_VISION_FLAGS.intersection(spec.args) or _VISION_ENV.intersection(spec.env)) \
+            and "--no-mmproj" not in spec.args
+        return frozenset({"chat", "text_completion", "infill", *(("vision",) if sees else ())})
 
     def lacks(self, spec: LlamaCppModel, plan: LaunchPlan, data_dir: Path, capability: str) -> str | None:
         # Imported on use: the planner package imports the kinds registry.
