@@ -10,6 +10,7 @@ from ..config import FleetConfig
 from ..observe import RequestLog, RequestRecord
 from ..scheduler import Scheduler
 from .asgi import Headers, Receive, Scope, Send
+from .slots import SlotTables
 from .surfaces import Operation
 from .upstream import UpstreamPool
 
@@ -47,6 +48,7 @@ class Services:
     reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     background: set[asyncio.Task[Any]] = field(default_factory=set)  # tasks nobody awaits (a SIGHUP's reload)
     peers: "PeerDirectory | None" = None  # other gateways, for models not held here
+    slots: SlotTables = field(default_factory=SlotTables)  # runners' slots, for prompt-cache affinity
 
 
 class Request:

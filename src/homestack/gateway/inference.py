@@ -19,6 +19,7 @@ import orjson
 from ..errors import BadRequest, ClientClosed, ModelNotFound, RunnerError, TooManyRequests
 from ..keys import Role
 from ..routing import caller_of, chain
+from ..routing.affinity import conversation_key
 from ..peers.choice import PeerModel, PeerView
 from ..peers.forward import forward_to_peers, forwarded
 from ..runners import Runner
@@ -26,6 +27,7 @@ from ..scheduler import Scheduler, Ticket
 from .asgi import Receive, read_body, wait_disconnect
 from .context import Request, Services
 from .proxy import forward
+from .surfaces import Operation
 
 # What makes a route try its next target: the runner could not take or answer the request.
 _UNSERVED = (RunnerError, TooManyRequests)
@@ -41,6 +43,8 @@ async def serve_model(services: Services, req: Request) -> None:
         auth.require(key, Role.INFERENCE)  # before the body: no kb: model can make this request allowed
     body = await read_body(req.receive, services.fleet.max_body_bytes, req.content_length)
     payload = operation.surface.parse(body, operation)
+    if operation.surface.drop_volatile(payload):
+        body = orjson.dumps(payload)
     rec.model = payload["model"]
     rec.stream = payload.get("stream") is True
     on_peers: list[tuple[PeerView, PeerModel]] = []
@@ -136,8 +140,13 @@ async def _serve_runner(services: Services, req: Request, runner: Runner, body: 
     rec, operation = req.record, req.operation
     if _cap_max_tokens(payload, operation.max_tokens_field, runner):
         body = orjson.dumps(payload)
-    native = operation.upstream_path in runner.plan.kind.serves
+    kind = runner.plan.kind
+    native = operation.upstream_path in kind.serves
     translation = operation.surface.translation(operation, payload, native)
+    affine = affine_slots(runner, operation, payload)
+    if affine and translation is None and operation.upstream_path not in kind.slot_paths:
+        translation = operation.surface.translation(operation, payload, False)  # a path that can name a slot
+    affine = affine and (translation or operation).upstream_path in kind.slot_paths
     scheduler = services.scheduler
     rec.runner, rec.runner_kind, rec.runner_version = runner.name, runner.kind, runner.version
     if runner.operations is not None and operation.capability not in runner.operations:
@@ -148,11 +157,23 @@ async def _serve_runner(services: Services, req: Request, runner: Runner, body: 
     if ticket is not None:
         await _wait_turn(scheduler, ticket, req.receive)
     headers = [*req.headers, (b"x-homestack-model", runner.name.encode())]
+    table = services.slots.table(runner) if affine else None  # after the wait: this process, its slots now
+    slot = None if table is None else table.take(conversation_key(payload, req.scope["headers"]), len(body))
     try:
         await forward(services.upstream, runner, operation, body, rec, req.send, req.receive, headers,
-                      translation, fallback=fallback)
+                      translation, fallback=fallback, pin=None if slot is None else (kind.slot_field, slot))
     finally:
+        if slot is not None:
+            table.give_back(slot)
         scheduler.release(runner)
+
+
+def affine_slots(runner: Runner, operation: Operation, payload: dict[str, Any]) -> bool:
+    """Whether the request goes to the slot holding its conversation: the runner pins slots (and has
+    several), the operation runs a prompt, and the client did not name a slot itself."""
+    kind = runner.plan.kind
+    return (operation.uses_slot and kind.slot_field is not None and kind.slot_field not in payload
+            and (runner.slots or 0) > 1 and kind.slot_affinity(runner.spec))
 
 
 async def _wait_turn(scheduler: Scheduler, ticket: Ticket, receive: Receive) -> None:

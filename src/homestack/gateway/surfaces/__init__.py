@@ -47,6 +47,11 @@ class Surface:
         check_fields(payload, operation.schema)
         return payload
 
+    def drop_volatile(self, payload: dict[str, Any]) -> bool:
+        """Remove from ``payload`` what a client changes on every request though it means nothing to a
+        runner (it would spoil the prompt cache from there on); whether anything was removed."""
+        return False
+
     def count_tokens(self, rec: "RequestRecord", data: bytes) -> None:
         """Set ``rec.tokens_in`` / ``tokens_out`` from an answer or a stream's tail, without parsing it."""
 
@@ -135,3 +140,4 @@ class Operation:
     schema: dict[str, Any]  # the fields the gateway reads or checks; others pass through to the runner
     max_tokens_field: str | None = None  # the field capped at what the model can give
     capability: str = "chat"  # what it asks of a runner (a kind's operations): chat, text_completion, embeddings
+    uses_slot: bool = True  # it runs the prompt on a runner slot (so prompt-cache affinity applies)

@@ -32,6 +32,8 @@ _INPUT = re.compile(rb'"input_tokens"\s*:\s*(\d+)')
 _CACHED = re.compile(rb'"cache_read_input_tokens"\s*:\s*(\d+)')
 _OUTPUT = re.compile(rb'"output_tokens"\s*:\s*(\d+)')
 _MESSAGE_STOP = b'"type":"message_stop"'
+# Claude Code's first system block: telemetry whose hash changes on every request.
+_BILLING = "x-anthropic-billing-header:"
 _ROLES = ("user", "assistant")
 
 
@@ -82,6 +84,18 @@ class AnthropicSurface(Surface):
         if operation.name == "count_tokens":
             payload.pop("stream", None)
         return payload
+
+    def drop_volatile(self, payload: dict[str, Any]) -> bool:
+        system = payload.get("system")
+        if isinstance(system, str) and system.startswith(_BILLING):
+            payload["system"] = system.partition("\n")[2]
+            return True
+        if isinstance(system, list):
+            kept = [b for b in system if not (isinstance(b, dict) and str(b.get("text", "")).startswith(_BILLING))]
+            if len(kept) < len(system):
+                payload["system"] = kept
+                return True
+        return False
 
     def translation(self, operation: Operation, payload: dict[str, Any], native: bool) -> Translation | None:
         if operation.name == "count_tokens":
@@ -146,4 +160,4 @@ COUNT_TOKENS_SCHEMA = {"type": "object", "required": ["model", "messages"], "pro
 MESSAGES = Operation(ANTHROPIC, "messages", "/messages", "Messages (Anthropic)", MESSAGES_SCHEMA,
                      max_tokens_field="max_tokens")
 COUNT_TOKENS = Operation(ANTHROPIC, "count_tokens", "/messages/count_tokens", "Count tokens (Anthropic)",
-                         COUNT_TOKENS_SCHEMA)
+                         COUNT_TOKENS_SCHEMA, uses_slot=False)
