@@ -80,7 +80,7 @@ B = SlotView(0, "B", 30_000, NOW - 3)
 B_BUSY = SlotView(1, "B", 30_000, NOW - 3)
 A_BUSY = SlotView(1, "A", 40_000, NOW - 1)
 SMALL = SlotView(0, "C", 1_000, NOW - 2)
-OLD_BIG = SlotView(0, "D", 90_000, NOW - 5_000)  # stale: its conversation has likely ended
+OLD_BIG = SlotView(0, "D", 90_000, NOW - 5_000)
 
 
 @pytest.mark.parametrize("why, key, slots, expected", [
@@ -88,16 +88,16 @@ OLD_BIG = SlotView(0, "D", 90_000, NOW - 5_000)  # stale: its conversation has l
     ("its own slot over an empty one", "A", [IDLE, A_MAIN], 1),
     ("the main thread's slot, not its side request's", "A", [A_SIDE, A_MAIN], 1),
     ("a new conversation takes an empty slot", "N", [A_MAIN, IDLE, B], 1),
-    ("... else a stale one, however big", "N", [A_MAIN, OLD_BIG, SMALL], 1),
-    ("... else the smallest prompt", "N", [A_MAIN, B, SMALL], 2),
-    ("... the least recently used among equals", "N", [SlotView(0, "X", 5, NOW - 1), SlotView(0, "Y", 5, NOW - 9)], 1),
+    ("... else the least recently used, however big", "N", [A_SIDE, OLD_BIG, SMALL], 1),
+    ("... whatever their sizes", "N", [A_MAIN, B, SMALL], 0),
     ("its own slot busy: another idle slot, not a wait", "A", [A_BUSY, B], 1),
     ("never a busy slot while one is idle", "N", [B_BUSY, A_MAIN], 1),
     ("all busy: it waits on its own slot", "A", [B_BUSY, A_BUSY], 1),
     ("all busy, none its own: the least busy", "N", [SlotView(2, "X", 1, NOW), B_BUSY], 1),
+    ("all busy, equally: the least recently used", "N", [A_BUSY, B_BUSY], 1),
 ])
 def test_slot_choice(why, key, slots, expected):
-    assert choose_slot(key, slots, NOW) == expected, why
+    assert choose_slot(key, slots) == expected, why
 
 
 def test_the_table_keeps_conversations_apart_and_frees_slots():

@@ -25,7 +25,7 @@ class SlotTable:
     def take(self, key: str, size: int) -> int:
         """Choose the slot for conversation ``key`` (a prompt of ``size`` bytes) and mark it busy."""
         now = time.monotonic()
-        index = choose_slot(key, self.slots, now)
+        index = choose_slot(key, self.slots)
         slot = self.slots[index]
         self.slots[index] = SlotView(slot.busy + 1, key, size, now)
         return index

@@ -23,8 +23,6 @@ import orjson
 # Where clients name their conversation, first match wins: headers, then body fields.
 _KEY_HEADERS = (b"x-claude-code-session-id", b"session-id")  # Claude Code; Codex
 _HEAD_CHARS = 512  # of a plain-string prompt: its start tells conversations apart (a shorter one is all head)
-# A slot last used longer ago than this is as good as empty: its conversation has likely ended.
-STALE_AFTER = 600.0
 
 
 def conversation_key(payload: Mapping[str, Any], headers: Iterable[tuple[bytes, bytes]]) -> str:
@@ -67,18 +65,18 @@ class SlotView:
 
     busy: int = 0  # requests in flight on it
     owner: str | None = None  # the conversation whose prompt it holds (the last one sent there)
-    size: int = 0  # bytes of that prompt: what evicting it would cost to rebuild
+    size: int = 0  # bytes of that prompt (a side request's is small; its main thread's large)
     used: float = 0.0  # when it was last given a request (monotonic seconds)
 
 
-def choose_slot(key: str, slots: Sequence[SlotView], now: float, stale_after: float = STALE_AFTER) -> int:
+def choose_slot(key: str, slots: Sequence[SlotView]) -> int:
     """The slot for a request of conversation ``key``.
 
     1. An idle slot holding the conversation (the largest, if a side request of the same key got
        another: that is the main thread).
-    2. Else an idle slot, the cheapest to evict: an empty or stale one, else the one holding the
-       smallest prompt, the least recently used among equals. A conversation whose own slot is busy
-       (its previous request still runs) takes another slot rather than wait behind it.
+    2. Else an idle slot: an empty one, else the least recently used (a new conversation evicts the
+       one least likely to come back). A conversation whose own slot is busy (its previous request
+       still runs) takes another slot rather than wait behind it.
     3. No slot idle (more requests admitted than slots): its own slot, where llama-server queues it
        and its prefix survives; else the least busy, least recently used slot.
     """
@@ -87,11 +85,7 @@ def choose_slot(key: str, slots: Sequence[SlotView], now: float, stale_after: fl
     if own:
         return max(own, key=lambda i: (slots[i].size, slots[i].used))
     if idle:
-        def cost(i: int) -> tuple[int, float]:
-            s = slots[i]
-            fresh = s.owner is not None and now - s.used < stale_after
-            return (s.size if fresh else 0, s.used)
-        return min(idle, key=cost)
+        return min(idle, key=lambda i: (slots[i].owner is not None, slots[i].used))
     held = [i for i, s in enumerate(slots) if s.owner == key]
     if held:
         return max(held, key=lambda i: (slots[i].size, slots[i].used))
