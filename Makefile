@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/swap_storm.py
 	$(BIN)/python bench/knowledge.py
+	$(BIN)/python bench/prompt_cache.py
 
 install: $(STAMP)
 
