@@ -6,8 +6,13 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from homestack.gateway.slots import SlotTable, pinned
-from homestack.gateway.surfaces.anthropic import ANTHROPIC
+from types import SimpleNamespace
+
+from homestack.gateway.slots import SlotTable, affine_request, pinned
+from homestack.gateway.surfaces.anthropic import ANTHROPIC, COUNT_TOKENS, MESSAGES
+from homestack.gateway.surfaces.openai import CHAT, EMBEDDINGS
+from homestack.runners.kinds.command import Command
+from homestack.runners.kinds.llama_cpp import LlamaCpp, LlamaCppModel
 from homestack.routing.affinity import SlotView, choose_slot, conversation_key
 
 SYSTEM = "You are a coding agent."
@@ -133,3 +138,22 @@ def test_a_system_prompt_without_it_is_untouched():
     payload = {"model": "m", "system": [{"type": "text", "text": SYSTEM}], "messages": _turns("hi")}
     assert ANTHROPIC.drop_volatile(payload) is False
     assert payload["system"] == [{"type": "text", "text": SYSTEM}]
+
+
+def _runner(kind=LlamaCpp(), parallel=2, **spec):
+    config = LlamaCppModel(runner="llama.cpp", model="m.gguf", parallel=parallel, **spec)
+    return SimpleNamespace(plan=SimpleNamespace(kind=kind), slots=parallel, spec=config)
+
+
+@pytest.mark.parametrize("why, runner, operation, payload, expected", [
+    ("chat on two llama.cpp slots", _runner(), CHAT, {}, True),
+    ("Messages too (translated to name the slot)", _runner(), MESSAGES, {}, True),
+    ("one slot: nothing to choose", _runner(parallel=1), CHAT, {}, False),
+    ("turned off in the fleet file", _runner(slot_affinity=False), CHAT, {}, False),
+    ("the client named its slot", _runner(), CHAT, {"id_slot": 1}, False),
+    ("embeddings hold no prompt cache", _runner(), EMBEDDINGS, {}, False),
+    ("count_tokens only tokenizes", _runner(), COUNT_TOKENS, {}, False),
+    ("a kind that cannot name a slot", _runner(kind=Command()), CHAT, {}, False),
+])
+def test_which_requests_are_pinned(why, runner, operation, payload, expected):
+    assert affine_request(runner, operation, payload) is expected, why

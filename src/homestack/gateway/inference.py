@@ -4,8 +4,9 @@ It reads the body once, lets the route's surface parse it (to find the model),
 resolves the model (a route: the targets to try, in order), waits for a slot on
 the model's runner, and forwards the original bytes untouched: unless the runner
 does not speak the surface's protocol (then the surface translates to chat
-completions and back) or ``max_tokens`` asks for more than the model may give
-(then it is capped, not refused). A route's next target is tried only while
+completions and back), ``max_tokens`` asks for more than the model may give
+(then it is capped, not refused), or the runner has several slots (then the
+request names the slot holding its conversation's prompt: prompt-cache affinity). A route's next target is tried only while
 nothing has been sent to the client.
 """
 
@@ -27,7 +28,7 @@ from ..scheduler import Scheduler, Ticket
 from .asgi import Receive, read_body, wait_disconnect
 from .context import Request, Services
 from .proxy import forward
-from .surfaces import Operation
+from .slots import affine_request
 
 # What makes a route try its next target: the runner could not take or answer the request.
 _UNSERVED = (RunnerError, TooManyRequests)
@@ -143,7 +144,7 @@ async def _serve_runner(services: Services, req: Request, runner: Runner, body: 
     kind = runner.plan.kind
     native = operation.upstream_path in kind.serves
     translation = operation.surface.translation(operation, payload, native)
-    affine = affine_slots(runner, operation, payload)
+    affine = affine_request(runner, operation, payload)
     if affine and translation is None and operation.upstream_path not in kind.slot_paths:
         translation = operation.surface.translation(operation, payload, False)  # a path that can name a slot
     affine = affine and (translation or operation).upstream_path in kind.slot_paths
@@ -166,14 +167,6 @@ async def _serve_runner(services: Services, req: Request, runner: Runner, body: 
         if slot is not None:
             table.give_back(slot)
         scheduler.release(runner)
-
-
-def affine_slots(runner: Runner, operation: Operation, payload: dict[str, Any]) -> bool:
-    """Whether the request goes to the slot holding its conversation: the runner pins slots (and has
-    several), the operation runs a prompt, and the client did not name a slot itself."""
-    kind = runner.plan.kind
-    return (operation.uses_slot and kind.slot_field is not None and kind.slot_field not in payload
-            and (runner.slots or 0) > 1 and kind.slot_affinity(runner.spec))
 
 
 async def _wait_turn(scheduler: Scheduler, ticket: Ticket, receive: Receive) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Any
 
 from ..routing.affinity import SlotView, choose_slot
 from ..runners import Runner
+from .surfaces import Operation
 
 
 class SlotTable:
@@ -48,6 +50,14 @@ class SlotTables:
         if table is None or table.base_url != runner.base_url or len(table.slots) != count:
             table = self._tables[runner.name] = SlotTable(count, runner.base_url)
         return table
+
+
+def affine_request(runner: Runner, operation: Operation, payload: dict[str, Any]) -> bool:
+    """Whether the request goes to the slot holding its conversation: the runner pins slots (and has
+    several), the operation runs a prompt, and the client did not name a slot itself."""
+    kind = runner.plan.kind
+    return (operation.uses_slot and kind.slot_field is not None and kind.slot_field not in payload
+            and (runner.slots or 0) > 1 and kind.slot_affinity(runner.spec))
 
 
 def pinned(body: bytes, field: str, index: int) -> bytes:
