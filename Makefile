@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/swap_storm.py
 	$(BIN)/python bench/cold_start.py
 	$(BIN)/python bench/knowledge.py
+	$(BIN)/python bench/prompt_cache.py
 
 install: $(STAMP)
 

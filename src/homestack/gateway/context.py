@@ -12,6 +12,7 @@ from ..config.routes import RouteSpec
 from ..observe import RequestLog, RequestRecord
 from ..scheduler import Scheduler
 from .asgi import Headers, Receive, Scope, Send
+from .slots import SlotTables
 from .surfaces import Operation
 from .upstream import UpstreamPool
 
@@ -50,6 +51,7 @@ class Services:
     reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     background: set[asyncio.Task[Any]] = field(default_factory=set)  # tasks nobody awaits (a SIGHUP's reload)
     peers: "PeerDirectory | None" = None  # other gateways, for models not held here
+    slots: SlotTables = field(default_factory=SlotTables)  # runners' slots, for prompt-cache affinity
     responses: "ResponseStore | None" = None  # stored Responses answers, made on first use
     # A promotion's weights for its route, over the fleet file's (in memory only: a restart drops them).
     route_weights: dict[str, dict[str, float]] = field(default_factory=dict)

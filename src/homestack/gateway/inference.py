@@ -4,8 +4,9 @@ It reads the body once, lets the route's surface parse it (to find the model),
 resolves the model (a route: the targets to try, in order), waits for a slot on
 the model's runner, and forwards the original bytes untouched: unless the runner
 does not speak the surface's protocol (then the surface translates to chat
-completions and back) or ``max_tokens`` asks for more than the model may give
-(then it is capped, not refused). A route's next target is tried only while
+completions and back), ``max_tokens`` asks for more than the model may give
+(then it is capped, not refused), or the runner has several slots (then the
+request names the slot holding its conversation's prompt: prompt-cache affinity). A route's next target is tried only while
 nothing has been sent to the client.
 """
 
@@ -19,6 +20,7 @@ import orjson
 from ..errors import BadRequest, ClientClosed, ModelNotFound, RunnerError, TooManyRequests
 from ..keys import Role
 from ..routing import caller_of, chain
+from ..routing.affinity import conversation_key
 from ..peers.choice import PeerModel, PeerView
 from ..peers.forward import forward_to_peers, forwarded
 from ..runners import Runner
@@ -27,6 +29,7 @@ from .asgi import Receive, read_body, wait_disconnect
 from .context import Request, Services
 from .keepalive import Keepalive
 from .proxy import forward
+from .slots import affine_request
 
 # What makes a route try its next target: the runner could not take or answer the request.
 _UNSERVED = (RunnerError, TooManyRequests)
@@ -42,6 +45,8 @@ async def serve_model(services: Services, req: Request) -> None:
         auth.require(key, Role.INFERENCE)  # before the body: no kb: model can make this request allowed
     body = await read_body(req.receive, services.fleet.max_body_bytes, req.content_length)
     payload = operation.surface.parse(body, operation)
+    if operation.surface.drop_volatile(payload):
+        body = orjson.dumps(payload)
     rec.model = payload["model"]
     rec.stream = payload.get("stream") is True
     keepalive = None
@@ -150,8 +155,13 @@ async def _serve_runner(services: Services, req: Request, runner: Runner, body: 
     rec, operation = req.record, req.operation
     if _cap_max_tokens(payload, operation.max_tokens_field, runner):
         body = orjson.dumps(payload)
-    native = operation.upstream_path in runner.plan.kind.serves
+    kind = runner.plan.kind
+    native = operation.upstream_path in kind.serves
     translation = operation.surface.translation(operation, payload, native)
+    affine = affine_request(runner, operation, payload)
+    if affine and translation is None and operation.upstream_path not in kind.slot_paths:
+        translation = operation.surface.translation(operation, payload, False)  # a path that can name a slot
+    affine = affine and (translation or operation).upstream_path in kind.slot_paths
     scheduler = services.scheduler
     rec.runner, rec.runner_kind, rec.runner_version = runner.name, runner.kind, runner.version
     capability = translation.capability if translation is not None and translation.capability else operation.capability
@@ -170,10 +180,14 @@ async def _serve_runner(services: Services, req: Request, runner: Runner, body: 
     if ticket is not None:
         await _wait_turn(scheduler, ticket, req.receive)
     headers = [*req.headers, (b"x-homestack-model", runner.name.encode())]
+    table = services.slots.table(runner) if affine else None  # after the wait: this process, its slots now
+    slot = None if table is None else table.take(conversation_key(payload, req.scope["headers"]), len(body))
     try:
         await forward(services.upstream, runner, operation, body, rec, req.send, req.receive, headers,
-                      translation, fallback=fallback)
+                      translation, fallback=fallback, pin=None if slot is None else (kind.slot_field, slot))
     finally:
+        if slot is not None:
+            table.give_back(slot)
         scheduler.release(runner)
 
 

@@ -17,6 +17,7 @@ from ..observe import RequestRecord
 from ..runners.logs import REDACTED
 from .asgi import SSE_HEADERS, Headers, Receive, Send, send_response, wait_disconnect
 from .keepalive import EVERY as KEEPALIVE_EVERY
+from .slots import pinned
 from .surfaces import Operation, StreamTranslator, Surface, Translation
 from .upstream import Response, UpstreamError, UpstreamPool, UpstreamTimeout
 
@@ -59,12 +60,15 @@ async def forward(
     extra_headers: Headers,
     translation: Translation | None = None,
     fallback: bool = False,
+    pin: tuple[str, int] | None = None,
 ) -> None:
     """Send ``body`` to the operation's runner path, or, with a ``translation``, as chat completions, and
     relay the answer. With ``fallback`` (another target would be tried), an answer worth trying elsewhere
-    raises RunnerError instead of going to the client."""
+    raises RunnerError instead of going to the client. ``pin``: (body field, slot) naming the runner slot."""
     if translation is not None:
         body = translation.request()
+    if pin is not None:
+        body = pinned(body, *pin)
     resp = await open_upstream(pool, runner, operation, body, translation)
     await deliver(resp, runner, operation, rec, send, receive, extra_headers, translation, fallback)
 

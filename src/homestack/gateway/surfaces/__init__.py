@@ -54,6 +54,11 @@ class Surface:
         """Whether the request shows the model an image (which a model without vision cannot take)."""
         return bool(self.image_types) and _carries(payload.get(self.conversation_field), self.image_types, 0)
 
+    def drop_volatile(self, payload: dict[str, Any]) -> bool:
+        """Remove from ``payload`` what a client changes on every request though it means nothing to a
+        runner (it would spoil the prompt cache from there on); whether anything was removed."""
+        return False
+
     def count_tokens(self, rec: "RequestRecord", data: bytes) -> None:
         """Set ``rec.tokens_in`` / ``tokens_out`` from an answer or a stream's tail, without parsing it."""
 
@@ -167,3 +172,4 @@ class Operation:
     max_tokens_field: str | None = None  # the field capped at what the model can give
     capability: str = "chat"  # what it asks of a runner (a kind's operations): chat, text_completion, embeddings...
     at_origin: bool = False  # upstream_path is at the runner's origin, not under /v1 (llama-server's /infill)
+    uses_slot: bool = True  # it runs the prompt on a runner slot (so prompt-cache affinity applies)

@@ -34,6 +34,8 @@ _OUTPUT = re.compile(rb'"output_tokens"\s*:\s*(\d+)')
 _MESSAGE_STOP = b'"type":"message_stop"'
 # Claude Code sends "system" turns mid-conversation (per-turn instructions); llama-server takes them.
 _ROLES = ("user", "assistant", "system")
+# Claude Code's first system block: telemetry whose hash changes on every request.
+_BILLING = "x-anthropic-billing-header:"
 
 
 def error_type(status: int) -> str:
@@ -85,6 +87,18 @@ class AnthropicSurface(Surface):
         if operation.name == "count_tokens":
             payload.pop("stream", None)
         return payload
+
+    def drop_volatile(self, payload: dict[str, Any]) -> bool:
+        system = payload.get("system")
+        if isinstance(system, str) and system.startswith(_BILLING):
+            payload["system"] = system.partition("\n")[2]
+            return True
+        if isinstance(system, list):
+            kept = [b for b in system if not (isinstance(b, dict) and str(b.get("text", "")).startswith(_BILLING))]
+            if len(kept) < len(system):
+                payload["system"] = kept
+                return True
+        return False
 
     def translation(self, operation: Operation, payload: dict[str, Any], native: bool) -> Translation | None:
         if operation.name == "count_tokens":
@@ -149,4 +163,4 @@ COUNT_TOKENS_SCHEMA = {"type": "object", "required": ["model", "messages"], "pro
 MESSAGES = Operation(ANTHROPIC, "messages", "/messages", "Messages (Anthropic)", MESSAGES_SCHEMA,
                      max_tokens_field="max_tokens")
 COUNT_TOKENS = Operation(ANTHROPIC, "count_tokens", "/messages/count_tokens", "Count tokens (Anthropic)",
-                         COUNT_TOKENS_SCHEMA)
+                         COUNT_TOKENS_SCHEMA, uses_slot=False)

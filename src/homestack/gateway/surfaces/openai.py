@@ -148,4 +148,4 @@ CHAT = Operation(OPENAI, "chat", "/chat/completions", "Chat completion (OpenAI)"
 COMPLETIONS = Operation(OPENAI, "text_completion", "/completions", "Text completion (OpenAI)", COMPLETIONS_SCHEMA,
                         max_tokens_field="max_tokens", capability="text_completion")
 EMBEDDINGS = Operation(OPENAI, "embeddings", "/embeddings", "Embeddings (OpenAI)", EMBEDDINGS_SCHEMA,
-                       capability="embeddings")
+                       capability="embeddings", uses_slot=False)

@@ -124,6 +124,9 @@ class RunnerKind:
     stop_grace: ClassVar[float] = 5.0
     # Runner paths (under /v1) it serves itself; the gateway translates other APIs to chat completions.
     serves: ClassVar[frozenset[str]] = frozenset({"/chat/completions", "/completions", "/embeddings"})
+    # The body field naming the slot (prompt cache) a request runs on, and the runner paths that honour it.
+    slot_field: ClassVar[str | None] = None
+    slot_paths: ClassVar[frozenset[str]] = frozenset()
 
     def plan(self, name: str, spec: KindConfig, fleet: FleetSettings) -> LaunchPlan:
         """Check now what the runner will need (binary, model reference) and find its version."""
@@ -151,6 +154,10 @@ class RunnerKind:
     def slots(self, spec: KindConfig) -> int | None:
         """Requests the runner serves at once (the scheduler's default limit); None: no limit."""
         return None
+
+    def slot_affinity(self, spec: KindConfig) -> bool:
+        """Whether the gateway keeps each conversation on the slot holding its prompt (needs ``slot_field``)."""
+        return False
 
     def context_tokens(self, spec: KindConfig) -> int | None:
         """Tokens one request may hold (prompt and answer); None: unknown."""

@@ -31,6 +31,10 @@ class LlamaCppModel(ProcessConfig):
     model: str = Field(description="GGUF file path, or package:NAME for a shipped model.")
     ctx_size: int | None = Field(None, ge=64, description="Context size in tokens (--ctx-size).")
     parallel: int = Field(1, ge=1, description="Parallel slots (--parallel).")
+    slot_affinity: bool = Field(
+        True, description="Keep each conversation on the slot that holds its prompt (with parallel > 1), "
+        "so its next turn reuses the prompt cache.",
+    )
     cache_type_k: CacheType | None = Field(None, description="KV cache type for K (--cache-type-k).")
     cache_type_v: CacheType | None = Field(None, description="KV cache type for V (--cache-type-v).")
     args: list[str] = Field(default_factory=list, description="Extra llama-server arguments.")
@@ -92,6 +96,8 @@ class LlamaCpp(RunnerKind):
     ready_line = re.compile(r"\bmodel loaded$|\blistening on http")
     stop_grace = 0.0  # an idle llama-server holds nothing: its clean-up only delays the next load
     serves = RunnerKind.serves | {"/messages", "/messages/count_tokens", "/rerank"}
+    slot_field = "id_slot"
+    slot_paths = frozenset({"/chat/completions", "/completions"})  # its /messages ignores id_slot
 
     def plan(self, name: str, spec: LlamaCppModel, fleet: FleetSettings) -> LaunchPlan:
         model_ref = checked_model(name, spec.model)
@@ -119,6 +125,9 @@ class LlamaCpp(RunnerKind):
     def context_tokens(self, spec: LlamaCppModel) -> int | None:
         # Each of the parallel slots holds an equal share of --ctx-size.
         return None if spec.ctx_size is None else spec.ctx_size // spec.parallel
+
+    def slot_affinity(self, spec: LlamaCppModel) -> bool:
+        return spec.slot_affinity
 
     def slots(self, spec: LlamaCppModel) -> int:
         return spec.parallel
