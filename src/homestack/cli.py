@@ -57,6 +57,9 @@ def _check(args: argparse.Namespace) -> None:
         print(f"homestack: warning: models.{name}: planned on {plan.device}, but {binary} is a CPU-only build "
               "(--list-devices lists no GPU); install the CUDA toolkit and run make again (it then builds with "
               "-DGGML_CUDA=ON), or set llama_server to a CUDA build", file=sys.stderr)
+    for name, spec in fleet.models.items():
+        for warning in launch[name].kind.warnings(name, spec):
+            print(f"homestack: warning: {warning}", file=sys.stderr)
     routes = f"; {len(fleet.routes)} routes: {', '.join(fleet.routes)}" if fleet.routes else ""
     print(f"{args.file}: ok ({len(fleet.models)} models: {', '.join(fleet.models) or 'none'}{routes})")
 

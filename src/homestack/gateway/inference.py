@@ -133,6 +133,15 @@ def _cap_max_tokens(payload: dict[str, Any], field: str | None, runner: Runner) 
     return True
 
 
+def _name_upstream_model(payload: dict[str, Any], runner: Runner) -> bool:
+    """Give ``payload`` the model name the runner answers to, if it insists on one; whether it changed."""
+    name = runner.plan.kind.upstream_model(runner.name, runner.spec)
+    if name is None or payload.get("model") == name:
+        return False
+    payload["model"] = name
+    return True
+
+
 async def _serve_targets(services: Services, req: Request, runners: list[Runner], body: bytes,
                          payload: dict[str, Any]) -> None:
     """Serve with the first runner that can; each failure before anything was sent moves to the next."""
@@ -153,7 +162,8 @@ async def _serve_targets(services: Services, req: Request, runners: list[Runner]
 async def _serve_runner(services: Services, req: Request, runner: Runner, body: bytes, payload: dict[str, Any],
                         fallback: bool) -> None:
     rec, operation = req.record, req.operation
-    if _cap_max_tokens(payload, operation.max_tokens_field, runner):
+    capped = _cap_max_tokens(payload, operation.max_tokens_field, runner)
+    if _name_upstream_model(payload, runner) or capped:
         body = orjson.dumps(payload)
     kind = runner.plan.kind
     native = operation.upstream_path in kind.serves

@@ -5,8 +5,9 @@
   records it already gets, so the request path does no extra work.
 * Fleet state (queues, model states, memory, swaps) is read from the scheduler
   at scrape time: the scheduler owns it, the metrics only look.
-* GPUs through NVML, and each llama.cpp runner's own ``/metrics`` (``llamacpp:*``),
-  re-exported as ``llamacpp_*`` with a ``model`` label (``:`` is reserved for recording rules).
+* GPUs through NVML, and each runner's own ``/metrics`` (llama.cpp's ``llamacpp:*``, vLLM's
+  ``vllm:*``), re-exported as ``llamacpp_*`` / ``vllm_*`` with a ``model`` label (``:`` is reserved
+  for recording rules).
 """
 
 from __future__ import annotations
@@ -247,7 +248,7 @@ def _gpu_metrics(gpus: "GpuProvider | None") -> Iterable[Metric]:
 
 
 class _RunnerCollector:
-    """Each llama.cpp runner's own metrics, one family per name, with a ``model`` label added."""
+    """Each runner's own metrics (its namespaced families), one family per name, with a ``model`` label added."""
 
     def __init__(self) -> None:
         self.texts: dict[str, str | None] = {}  # None: that runner's /metrics did not answer
@@ -263,6 +264,8 @@ class _RunnerCollector:
                 families = None
             success.add_metric([model], 0.0 if families is None else 1.0)
             for family in families or ():
+                if ":" not in family.name:  # only the runner's own namespace (llamacpp:, vllm:), not
+                    continue  # its python_* and process_* metrics, which the gateway exports as its own
                 name = _exported_name(family.name)
                 target = merged.setdefault(name, Metric(name, family.documentation, family.type))
                 for sample in family.samples:
@@ -271,5 +274,5 @@ class _RunnerCollector:
 
 
 def _exported_name(runner_name: str) -> str:
-    """llama.cpp's ``llamacpp:tokens_predicted_total`` as ``llamacpp_tokens_predicted_total``."""
+    """llama.cpp's ``llamacpp:tokens_predicted_total`` as ``llamacpp_tokens_predicted_total`` (vLLM's ``vllm:`` alike)."""
     return runner_name.replace(":", "_")

@@ -31,14 +31,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent(parent_pid: int) -> Callable[[], None]:
-    def preexec() -> None:
-        if _libc is not None:
-            _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent_pid:  # the parent died before prctl took effect
-            os._exit(1)
+def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> None:
+    """Have the kernel send ``sig`` to this process when its parent (``parent_pid``) dies; exit now if it has."""
+    if _libc is not None:
+        _libc.prctl(_PR_SET_PDEATHSIG, sig)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
 
-    return preexec
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None]:
+    return lambda: die_with_parent(parent_pid)
 
 
 async def spawn(argv: list[str], env: dict[str, str], log: LogTail) -> asyncio.subprocess.Process:

@@ -11,9 +11,10 @@ from .command import Command
 from .embeddings import Embeddings
 from .llama_cpp import LlamaCpp
 from .remote import Remote
+from .vllm import Vllm
 
 # runner: value -> kind, in the order the schema and error messages list them
-KINDS: dict[str, RunnerKind] = {kind.name: kind for kind in (LlamaCpp(), Command(), Embeddings(), Remote())}
+KINDS: dict[str, RunnerKind] = {kind.name: kind for kind in (LlamaCpp(), Command(), Embeddings(), Remote(), Vllm())}
 
 
 def kind_for(spec: KindConfig) -> RunnerKind:

@@ -94,8 +94,8 @@ class LaunchPlan:
         return self.kind.argv(self, name, spec, port, model_path)
 
     def model_path(self, data_dir: Path) -> Path | None:
-        """The model file or directory, assembling a shipped one if needed."""
-        return None if self.model_ref is None else resolve_model(self.model_ref, data_dir)
+        """The model file or directory, assembling (or converting) a shipped one if needed."""
+        return None if self.model_ref is None else self.kind.model_path(self, data_dir)
 
 
 def checked_model(name: str, ref: str | None) -> str | None:
@@ -132,6 +132,10 @@ class RunnerKind:
         """Check now what the runner will need (binary, model reference) and find its version."""
         raise NotImplementedError
 
+    def model_path(self, plan: LaunchPlan, data_dir: Path) -> Path:
+        """The local file or directory for ``plan.model_ref`` (set), in the form this kind's runner reads."""
+        return resolve_model(plan.model_ref, data_dir)
+
     def argv(self, plan: LaunchPlan, name: str, spec: KindConfig, port: int, model_path: Path | None) -> list[str]:
         """The process to start: it serves the OpenAI API on 127.0.0.1:``port``, under /v1."""
         raise AssertionError(f"{self.name} runners have no process")
@@ -166,6 +170,14 @@ class RunnerKind:
     def api_key(self, spec: KindConfig) -> str | None:
         """Sent upstream as ``Authorization: Bearer`` with every request."""
         return None
+
+    def upstream_model(self, name: str, spec: KindConfig) -> str | None:
+        """The ``model`` the runner must be sent (the gateway rewrites others to it); None: it takes any."""
+        return None
+
+    def warnings(self, name: str, spec: KindConfig) -> list[str]:
+        """Settings that work but are likely wrong, for ``homestack check`` (one line each)."""
+        return []
 
     def operations(self, spec: KindConfig) -> frozenset[str] | None:
         """What it can do (an ``Operation.capability``: chat, text_completion, embeddings; and vision: it takes
