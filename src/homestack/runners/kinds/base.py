@@ -88,6 +88,7 @@ class LaunchPlan:
     model_ref: str | None = None
     binary: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    draft_path: Path | None = None  # llama.cpp: the speculative draft model, resolved at plan time
 
     def argv(self, name: str, spec: KindConfig, port: int, model_path: Path | None) -> list[str]:
         return self.kind.argv(self, name, spec, port, model_path)
@@ -156,4 +157,8 @@ class RunnerKind:
 
     def operations(self, spec: KindConfig) -> frozenset[str] | None:
         """The operations (``Operation.name``: chat, text_completion, embeddings...) it answers; None: any."""
+        return None
+
+    def speculative(self, spec: KindConfig) -> str | None:
+        """Its speculative decoding mode (drafted and accepted tokens in its metrics); None: it does not speculate."""
         return None
