@@ -6,7 +6,8 @@
 * Fleet state (queues, model states, memory, swaps) is read from the scheduler
   at scrape time: the scheduler owns it, the metrics only look.
 * GPUs through NVML, and each llama.cpp runner's own ``/metrics`` (``llamacpp:*``),
-  re-exported as ``llamacpp_*`` with a ``model`` label (``:`` is reserved for recording rules).
+  re-exported as ``llamacpp_*`` with a ``model`` label (``:`` is reserved for recording rules),
+  and from those, each speculating model's acceptance rate.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ..scheduler.state import COUNTER_REASONS
 from .series import CounterSeries, HistogramSeries, families
+from .speculative import acceptance
 
 if TYPE_CHECKING:
     from ..planner.devices import GpuProvider
@@ -256,7 +258,14 @@ class _RunnerCollector:
         success = GaugeMetricFamily("homestack_runner_scrape_success",
                                     "1 if the runner's own /metrics answered this scrape.", labels=["model"])
         merged: dict[str, Metric] = {}
+        accepted = GaugeMetricFamily(
+            "homestack_speculative_acceptance_ratio",
+            "Share of drafted tokens the model accepted since its runner started (speculative decoding).",
+            labels=["model"])
         for model, text in self.texts.items():
+            counts = acceptance(text)
+            if counts and counts["acceptance"] is not None:
+                accepted.add_metric([model], counts["acceptance"])
             try:
                 families = list(text_string_to_metric_families(text)) if text is not None else None
             except ValueError:  # a runner answering garbage must not break the scrape
@@ -267,7 +276,7 @@ class _RunnerCollector:
                 target = merged.setdefault(name, Metric(name, family.documentation, family.type))
                 for sample in family.samples:
                     target.add_sample(_exported_name(sample.name), {**sample.labels, "model": model}, sample.value)
-        return [success, *merged.values()]
+        return [success, accepted, *merged.values()]
 
 
 def _exported_name(runner_name: str) -> str:

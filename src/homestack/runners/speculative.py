@@ -84,7 +84,8 @@ def speculative_argv(spec: Speculative, draft_path: Path | None) -> list[str]:
     """llama-server's flags for ``spec``; ``draft_path`` is the resolved ``draft_model``."""
     argv = ["--spec-type", spec.type]
     for key, (flag, _) in _FLAGS.items():
-        value = draft_path if key == "draft_model" else getattr(spec, key)
+        value = getattr(spec, key)
         if value is not None:
+            value = draft_path if key == "draft_model" else value
             argv += [flag.format(type=spec.type), str(value)]
     return argv
