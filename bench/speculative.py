@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -38,7 +39,8 @@ def serve(workdir: Path, yaml_text: str) -> tuple[subprocess.Popen, str]:
     log = workdir / "gateway.stderr"
     proc = subprocess.Popen(
         [sys.executable, "-m", "homestack", "serve", "--config", str(config), "--port", "0", "--no-knowledge",
-         "--no-auth"], stdout=subprocess.DEVNULL, stderr=log.open("w"))
+         "--no-auth"], stdout=subprocess.DEVNULL, stderr=log.open("w"),
+        env={**os.environ, "HOMESTACK_HOME": str(workdir / "home")})  # its own data dir, logs and state
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         text = log.read_text()
@@ -56,7 +58,7 @@ def bench_once(url: str, name: str, args: argparse.Namespace, out: Path) -> dict
     subprocess.run(
         [sys.executable, "-m", "homestack", "bench", "--url", url + "/v1", "--model", name, *workload,
          "--concurrency", "1", "--requests", str(args.requests), "--output-tokens", str(args.output_tokens),
-         "--no-ignore-eos", "--warmup", "1", "-o", str(out)],
+         "--no-ignore-eos", "--warmup", str(args.warmup), "-o", str(out)],
         check=True, stdout=subprocess.DEVNULL)
     return json.loads(out.read_text())["runs"][0]
 
@@ -106,6 +108,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=6, help="measured requests per round and model")
     parser.add_argument("--output-tokens", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=1, help="unmeasured requests per round and model")
     parser.add_argument("--ctx-size", type=int, default=2048)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()

@@ -50,7 +50,8 @@ def _bench(args: argparse.Namespace) -> None:
     settings = load.Settings(
         url=args.url, model=args.model, api=args.api, concurrency=args.concurrency, rates=args.rate or [],
         requests=args.requests, input_tokens=args.input_tokens, output_tokens=args.output_tokens,
-        dataset=args.dataset or (str(shipped_workload(args.workload)) if args.workload else None), slo=parse_slo(args.slo), cold=args.cold, warmup=args.warmup, seed=args.seed,
+        dataset=args.dataset or (str(shipped_workload(args.workload)) if args.workload else None),
+        slo=parse_slo(args.slo), cold=args.cold, warmup=args.warmup, seed=args.seed,
         ignore_eos=not args.no_ignore_eos, timeout=args.timeout)
     api_key = args.api_key or os.environ.get("HOMESTACK_API_KEY")
     console = Console(stderr=True)
