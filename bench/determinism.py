@@ -65,6 +65,7 @@ def measure(args: argparse.Namespace) -> dict:
             result = {}
             for model in MODELS:
                 alone = evaluate(url, model, 1, args, workdir / f"{model}-1.json")
+                print(f"  {model} alone: done", file=sys.stderr, flush=True)
                 batched = evaluate(url, model, SLOTS, args, workdir / f"{model}-{SLOTS}.json")
                 result[model] = shares(alone, batched)
                 print(f"  {model}: {result[model]}", file=sys.stderr, flush=True)
