@@ -93,3 +93,15 @@ def test_bench_errors_are_one_line(default_gateway):
                                  "--requests", "1", "--output-tokens", "2", check=False)
     assert result.returncode == 1 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "HTTP 404: model 'no-such-model' does not exist" in result.stderr
+
+
+def test_the_code_edit_workload_ships_chats_whose_answer_repeats_the_prompt():
+    from homestack.bench.workload import from_jsonl
+    from homestack.bench.workloads import SHIPPED_WORKLOADS, shipped_workload
+
+    assert "code-edit" in SHIPPED_WORKLOADS
+    requests = from_jsonl(shipped_workload("code-edit"), None)
+    assert len(requests) >= 6 and {r["api"] for r in requests} == {"chat"}
+    for r in requests:
+        prompt = r["body"]["messages"][0]["content"]
+        assert prompt.startswith("Rewrite this Python function with one change:") and "def " in prompt

@@ -97,7 +97,7 @@ def test_every_cli_command_in_the_readme_parses():
 
 def test_fleet_file_examples_validate(tmp_path):
     examples = _blocks("yaml")
-    assert len(examples) == 6  # two fleet files, the routes example, the promotion example, the keys example, peers
+    assert len(examples) == 7  # two fleet files, speculative decoding, the routes example, the promotion example, the keys example, peers
     for example in examples:
         path = tmp_path / "fleet.yaml"
         path.write_text(example)

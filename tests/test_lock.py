@@ -113,3 +113,17 @@ def test_pull_resumes_checks_sha256_locks_and_deletes_a_corrupt_download(gguf, t
     bad = _cli("pull", f"{file_server}/bad.gguf", "--sha256", digest, "--config", str(fleet))
     assert bad.returncode == 1 and "corrupted download was deleted" in bad.stderr
     assert not list(store.glob("bad.gguf*"))
+
+
+def test_a_speculative_draft_model_is_locked_and_its_drift_named(gguf, tmp_path):
+    draft = tmp_path / "draft.gguf"
+    draft.write_bytes(b"GGUF draft weights")  # hashed, never read as GGUF by the lock
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(f"models:\n  m: {{runner: llama.cpp, model: {gguf}, ctx_size: 512, "
+                     f"speculative: {{type: draft-simple, draft_model: {draft}}}}}\n")
+    lock.write(lock.lock_file(str(fleet)), lock.build(str(fleet)))
+    entry = json.loads((tmp_path / "homestack.lock").read_text())["models"]["m"]
+    assert entry["draft_files"] == [{"path": str(draft), "size": draft.stat().st_size,
+                                     "sha256": hashlib.sha256(draft.read_bytes()).hexdigest()}]
+    draft.write_bytes(b"GGUF other weights")
+    assert any(d.startswith(f"model m draft: file {draft} changed") for d in lock.verify(str(fleet))[1])

@@ -160,19 +160,20 @@ def _ps(args: argparse.Namespace) -> None:
     if not running:
         print("no models running")
         return
+    from .observe.speculative import format_acceptance
     from .sizes import format_size
 
     def size(n):
         return format_size(n) if n else "-"
 
     rows = [("NAME", "STATE", "RUNNER", "PID", "DEVICE", "GPU LAYERS", "MEM EST", "MEM RSS", "QUEUE", "INFLIGHT",
-             "TTL LEFT", "LAST SWAP", "VERSION")]
+             "TTL LEFT", "LAST SWAP", "SPEC ACCEPT", "VERSION")]
     for r in running:
         ttl = "pinned" if r["pinned"] else f"{r['ttl_remaining']:g}s" if r["ttl_remaining"] is not None else "-"
         rows.append((
             r["name"], r["state"], r["runner"], str(r["pid"] or "-"), r["device"] or "-", r["gpu_layers"] or "-",
             size(r["memory_estimated"]), size(r["memory_measured"]), str(r["queue"]), str(r["inflight"]), ttl,
-            r["last_swap_reason"] or "-", r["version"] or "-",
+            r["last_swap_reason"] or "-", format_acceptance(r.get("speculative")), r["version"] or "-",
         ))
     _print_table(rows)
 

@@ -32,6 +32,17 @@ class ConfigError(HomestackError):
     type = "invalid_config"
 
 
+class KeyedError(ValueError):
+    """A validation error about a key below the field being validated (the loader joins ``key`` to it).
+
+    A ValueError, so pydantic reports it as the field's error; the loader turns it into a ConfigError.
+    """
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
 class BadRequest(HomestackError):
     status = 400
     type = "invalid_request_error"

@@ -74,6 +74,8 @@ def build(config: str | None, pulled: dict | None = None) -> dict:
             entry["files"] = [file_entry(p, cache) for p in _model_files(path)]
             if path.is_file():
                 entry.update(_gguf_facts(path, spec, fleet.data_dir / "cache"))
+        if plan.draft_path is not None:  # a speculative draft model is part of what runs
+            entry["draft_files"] = [file_entry(p, cache) for p in _model_files(plan.draft_path)]
         models[name] = entry
     current = {
         "format": FORMAT,
@@ -140,6 +142,7 @@ def drifts(locked: dict, now: dict) -> list[str]:
             if old.get(key) != entry.get(key):
                 out.append(f"model {name}: {what} changed ({old.get(key)} -> {entry.get(key)})")
         out += _file_drifts(f"model {name}", old.get("files", []), entry.get("files", []))
+        out += _file_drifts(f"model {name} draft", old.get("draft_files", []), entry.get("draft_files", []))
     out += [f"model {name}: locked but no longer in the fleet" for name in locked["models"].keys() - now["models"].keys()]
     for name, entry in locked.get("pulled", {}).items():
         out += _file_drifts(f"pulled {name}", [entry], [now["pulled"].get(name, {"path": entry["path"]})])

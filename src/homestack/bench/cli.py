@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from ..errors import HomestackError
+from .workloads import SHIPPED_WORKLOADS, shipped_workload
 
 
 def _numbers(kind):
@@ -44,10 +45,13 @@ def _bench(args: argparse.Namespace) -> None:
 
     if not args.model:
         raise HomestackError("bench needs --model NAME (the model to load-test)")
+    if args.workload and args.dataset:
+        raise HomestackError("bench takes --workload NAME or --dataset FILE, not both")
     settings = load.Settings(
         url=args.url, model=args.model, api=args.api, concurrency=args.concurrency, rates=args.rate or [],
         requests=args.requests, input_tokens=args.input_tokens, output_tokens=args.output_tokens,
-        dataset=args.dataset, slo=parse_slo(args.slo), cold=args.cold, warmup=args.warmup, seed=args.seed,
+        dataset=args.dataset or (str(shipped_workload(args.workload)) if args.workload else None),
+        slo=parse_slo(args.slo), cold=args.cold, warmup=args.warmup, seed=args.seed,
         ignore_eos=not args.no_ignore_eos, timeout=args.timeout)
     api_key = args.api_key or os.environ.get("HOMESTACK_API_KEY")
     console = Console(stderr=True)
@@ -96,6 +100,8 @@ def register(command) -> None:
     p.add_argument("--input-tokens", type=int, default=128, help="synthetic prompt length in tokens (default 128)")
     p.add_argument("--output-tokens", type=int, default=64, help="tokens to generate per request (default 64)")
     p.add_argument("--dataset", metavar="FILE", help="JSONL of request bodies instead of synthetic prompts")
+    p.add_argument("--workload", choices=SHIPPED_WORKLOADS, help="a shipped JSONL workload instead of synthetic "
+                   "prompts: code-edit (rewrite a function with one change; where n-gram speculation pays off)")
     p.add_argument("--slo", metavar="SPEC", help="goodput SLOs, e.g. ttft=2s,tpot=100ms (also itl, e2e)")
     p.add_argument("--cold", action="store_true",
                    help="unload the model before each request; report load time (client vs runner log)")

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
-from .routes import KeyedError, RouteSpec
+from ..errors import KeyedError
+from .routes import RouteSpec
 from .schema import MODEL_KINDS, RUNNER_KINDS, FleetConfig, Group
 
 DEFAULT_FLEET = "<embedded default fleet>"
@@ -94,7 +95,21 @@ def _valid_keys(loc: tuple[Any, ...]) -> list[str]:
         model, parts = RouteSpec, parts[2:]
     elif parts and parts[0] in _SECTIONS:
         model, parts = _SECTIONS[parts[0]], parts[1:]
-    return sorted(model.model_fields) if not parts else []
+    for part in parts:  # a settings model inside (a model's speculative:)
+        field = model.model_fields.get(str(part))
+        inner = _settings_model(field.annotation) if field else None
+        if inner is None:
+            return []
+        model = inner
+    return sorted(model.model_fields)
+
+
+def _settings_model(annotation: Any) -> type[BaseModel] | None:
+    """The BaseModel in ``annotation`` (``X`` or ``X | None``), or None."""
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
 
 
 # Top-level keys whose value is one settings model (timeouts, memory, scheduling).

@@ -11,19 +11,12 @@ from collections.abc import Collection, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..errors import KeyedError
 from .promotion import PromotionSpec
 
 # What keeps a caller on one target: the API key's name, the request's `user`
 # (or Anthropic `metadata.user_id`), a header, or nothing (each request drawn anew).
 _STICKY = re.compile(r"^(key|user|none|header:[A-Za-z0-9-]+)$")
-
-
-class KeyedError(ValueError):
-    """A validation error about a key below the field being validated (the loader joins ``key`` to it)."""
-
-    def __init__(self, key: str, message: str):
-        super().__init__(message)
-        self.key = key
 
 
 class RouteSpec(BaseModel):

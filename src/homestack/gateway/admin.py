@@ -8,8 +8,10 @@ from urllib.parse import parse_qs
 import orjson
 
 from ..errors import BadRequest, ConfigError
+from ..observe.speculative import acceptance
 from .asgi import Headers, Receive, Send, send_response, wait_disconnect
 from .context import Request, Services
+from .handlers import runner_metrics
 from .reload import reload_fleet
 
 _FOLLOW_HEARTBEAT = 15.0  # seconds between SSE comments, so proxies keep the stream open
@@ -23,9 +25,24 @@ async def running(services: Services, req: Request) -> None:
         for (event, model, reason), count in scheduler.counters.items()
     ]
     events = [{"at": at, "event": event, "model": model} for at, event, model in scheduler.events]
-    body = orjson.dumps({"host": services.request_log.host, "running": scheduler.running(everything),
+    models = scheduler.running(everything)
+    await _speculation(services, models)
+    body = orjson.dumps({"host": services.request_log.host, "running": models,
                          "counters": counters, "events": events})
     await send_response(req.send, 200, body, headers=req.headers)
+
+
+async def _speculation(services: Services, models: list[dict]) -> None:
+    """Add ``speculative`` (mode, drafted, accepted, acceptance) to the models that speculate, from their runners."""
+    modes = {}
+    for model in models:
+        runner = services.scheduler.runners[model["name"]]
+        modes[runner.name] = runner.plan.kind.speculative(runner.spec)
+    texts = await runner_metrics(services, {name for name, mode in modes.items() if mode})
+    for model in models:
+        mode = modes[model["name"]]
+        counts = acceptance(texts.get(model["name"])) or {}
+        model["speculative"] = {"type": mode, **counts} if mode else None
 
 
 async def requests(services: Services, req: Request) -> None:

@@ -56,13 +56,15 @@ async def get_model(services: Services, req: Request) -> None:
 
 async def metrics(services: Services, req: Request) -> None:
     assert services.metrics is not None  # the route exists only when metrics are on
-    body = services.metrics.render(await _runner_metrics(services))
+    body = services.metrics.render(await runner_metrics(services))
     await send_response(req.send, 200, body, METRICS_CONTENT_TYPE.encode(), req.headers)
 
 
-async def _runner_metrics(services: Services) -> dict[str, str | None]:
-    """Each ready runner's own /metrics text (for kinds that have one), fetched concurrently; None where it failed."""
-    runners = [r for r in services.scheduler.runners.values() if r.metrics_path and r.state is State.READY]
+async def runner_metrics(services: Services, names: set[str] | None = None) -> dict[str, str | None]:
+    """Each ready runner's own /metrics text (for kinds that have one; only ``names`` when given),
+    fetched concurrently; None where it failed."""
+    runners = [r for r in services.scheduler.runners.values() if r.metrics_path and r.state is State.READY
+               and (names is None or r.name in names)]
 
     async def fetch(runner: Runner) -> str | None:
         try:

@@ -7,7 +7,8 @@
   at scrape time: the scheduler owns it, the metrics only look.
 * GPUs through NVML, and each runner's own ``/metrics`` (llama.cpp's ``llamacpp:*``, vLLM's
   ``vllm:*``), re-exported as ``llamacpp_*`` / ``vllm_*`` with a ``model`` label (``:`` is reserved
-  for recording rules).
+  for recording rules),
+  and from those, each speculating model's acceptance rate.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ..scheduler.state import COUNTER_REASONS
 from .series import CounterSeries, HistogramSeries, families
+from .speculative import acceptance
 
 if TYPE_CHECKING:
     from ..planner.devices import GpuProvider
@@ -257,7 +259,14 @@ class _RunnerCollector:
         success = GaugeMetricFamily("homestack_runner_scrape_success",
                                     "1 if the runner's own /metrics answered this scrape.", labels=["model"])
         merged: dict[str, Metric] = {}
+        accepted = GaugeMetricFamily(
+            "homestack_speculative_acceptance_ratio",
+            "Share of drafted tokens the model accepted since its runner started (speculative decoding).",
+            labels=["model"])
         for model, text in self.texts.items():
+            counts = acceptance(text)
+            if counts and counts["acceptance"] is not None:
+                accepted.add_metric([model], counts["acceptance"])
             try:
                 families = list(text_string_to_metric_families(text)) if text is not None else None
             except ValueError:  # a runner answering garbage must not break the scrape
@@ -270,7 +279,7 @@ class _RunnerCollector:
                 target = merged.setdefault(name, Metric(name, family.documentation, family.type))
                 for sample in family.samples:
                     target.add_sample(_exported_name(sample.name), {**sample.labels, "model": model}, sample.value)
-        return [success, *merged.values()]
+        return [success, accepted, *merged.values()]
 
 
 def _exported_name(runner_name: str) -> str:

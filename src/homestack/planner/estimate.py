@@ -94,6 +94,24 @@ def estimate_from_settings(info: GGUFInfo, s: ServerSettings, gpus: int = 0) -> 
     }, layers=len(device_of), gpu_layers=sum(1 for device in device_of if device))
 
 
+def with_draft(target: MemoryEstimate, draft: GGUFInfo, s: ServerSettings, gpus: int = 0) -> MemoryEstimate:
+    """``target`` plus a speculative draft model, which llama-server loads beside it.
+
+    The draft gets its own context at the target's size and slots (this llama-server has no draft
+    context flag), with the draft cache types, on the same devices; it shares the target's process,
+    so no second fixed overhead, prompt cache or context checkpoints: only its vocabulary tables.
+    """
+    own = replace(s, type_k=s.type_k_draft, type_v=s.type_v_draft, cache_ram_mib=0, ctx_checkpoints=0)
+    extra = estimate_from_settings(draft, own, gpus)
+    devices = dict(target.devices)
+    for name, c in extra.devices.items():
+        shared = _OVERHEAD_FIXED if name == "cpu" else _GPU_RUNTIME
+        base = devices.get(name, Components())
+        devices[name] = Components(base.weights + c.weights, base.kv_cache + c.kv_cache,
+                                   base.compute + c.compute, base.overhead + c.overhead - shared)
+    return MemoryEstimate(devices, target.layers, target.gpu_layers)
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """The llama-server options that size its memory, with llama-server's defaults."""
@@ -104,6 +122,8 @@ class ServerSettings:
     ubatch: int = 512
     type_k: str = "f16"
     type_v: str = "f16"
+    type_k_draft: str = "f16"
+    type_v_draft: str = "f16"
     flash_attn: str = "auto"
     gpu_layers: int | None = None  # None: auto/all, which with --fit off offloads everything
     cache_ram_mib: int = 8192

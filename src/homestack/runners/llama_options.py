@@ -6,6 +6,10 @@ its defaults only where the user set nothing) and for the memory planner.
 
 from __future__ import annotations
 
+from typing import Literal
+
+CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
+
 # field -> (spellings, environment variable llama-server also reads)
 VALUE_OPTIONS = {
     "ctx_size": (("-c", "--ctx-size"), "LLAMA_ARG_CTX_SIZE"),
@@ -14,6 +18,8 @@ VALUE_OPTIONS = {
     "ubatch": (("-ub", "--ubatch-size"), "LLAMA_ARG_UBATCH"),
     "type_k": (("-ctk", "--cache-type-k"), "LLAMA_ARG_CACHE_TYPE_K"),
     "type_v": (("-ctv", "--cache-type-v"), "LLAMA_ARG_CACHE_TYPE_V"),
+    "type_k_draft": (("-ctkd", "--cache-type-k-draft", "--spec-draft-type-k"), "LLAMA_ARG_SPEC_DRAFT_CACHE_TYPE_K"),
+    "type_v_draft": (("-ctvd", "--cache-type-v-draft", "--spec-draft-type-v"), "LLAMA_ARG_SPEC_DRAFT_CACHE_TYPE_V"),
     "flash_attn": (("-fa", "--flash-attn"), "LLAMA_ARG_FLASH_ATTN"),
     "gpu_layers": (("-ngl", "--gpu-layers", "--n-gpu-layers"), "LLAMA_ARG_N_GPU_LAYERS"),
     "cache_ram_mib": (("-cram", "--cache-ram"), "LLAMA_ARG_CACHE_RAM"),

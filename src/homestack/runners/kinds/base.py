@@ -89,6 +89,7 @@ class LaunchPlan:
     model_ref: str | None = None
     binary: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    draft_path: Path | None = None  # llama.cpp: the speculative draft model, resolved at plan time
 
     def argv(self, name: str, spec: KindConfig, port: int, model_path: Path | None) -> list[str]:
         return self.kind.argv(self, name, spec, port, model_path)
@@ -186,4 +187,8 @@ class RunnerKind:
 
     def lacks(self, spec: KindConfig, plan: LaunchPlan, data_dir: Path, capability: str) -> str | None:
         """Why this model cannot serve ``capability`` though its kind does (read from its files); None: it can."""
+        return None
+
+    def speculative(self, spec: KindConfig) -> str | None:
+        """Its speculative decoding mode (drafted and accepted tokens in its metrics); None: it does not speculate."""
         return None

@@ -8,16 +8,15 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
+from ...artifacts import check_reference, resolve_model
 from ...errors import ConfigError
 from ..binaries import find_llama_server, llama_server_version
-from ..llama_options import user_sets
+from ..llama_options import CacheType, user_sets
+from ..speculative import Speculative, speculative_argv
 from .base import FleetSettings, Gpu, LaunchPlan, ProcessConfig, RunnerKind, checked_model
 
 if TYPE_CHECKING:
     from ...planner.estimate import MemoryEstimate
-
-CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
-
 
 _EMBEDDING_FLAGS = {"--embedding", "--embeddings"}
 _RERANK_FLAGS = {"--rerank", "--reranking"}
@@ -51,9 +50,12 @@ class LlamaCppModel(ProcessConfig):
         if self.reranker and _EMBEDDING_FLAGS.intersection(self.args):
             raise ValueError("a reranker (reranker: true) cannot also serve embeddings; drop --embedding from args")
         return self
+    speculative: Speculative | None = Field(
+        None, description="Speculative decoding: a draft model (type: draft-simple) or a draft-free n-gram mode."
+    )
 
 
-def llama_cpp_argv(binary, name: str, spec: LlamaCppModel, port: int, model_path) -> list[str]:
+def llama_cpp_argv(binary, name: str, spec: LlamaCppModel, port: int, model_path, draft_path=None) -> list[str]:
     argv = [
         str(binary), "--model", str(model_path), "--alias", name,
         "--host", "127.0.0.1", "--port", str(port), "--parallel", str(spec.parallel),
@@ -67,6 +69,8 @@ def llama_cpp_argv(binary, name: str, spec: LlamaCppModel, port: int, model_path
         argv += ["--cache-type-k", spec.cache_type_k]
     if spec.cache_type_v:
         argv += ["--cache-type-v", spec.cache_type_v]
+    if spec.speculative is not None:
+        argv += speculative_argv(spec.speculative, draft_path)
     # Memory must stay what the planner estimated, unless the user says otherwise: no --fit
     # (it rewrites unset options at start and costs ~0.4 s), no host-RAM prompt cache (up to
     # 8 GiB by default), and 2 SWA context checkpoints per slot (one prompt's worth) instead of 32.
@@ -77,15 +81,20 @@ def llama_cpp_argv(binary, name: str, spec: LlamaCppModel, port: int, model_path
     return argv + list(spec.args)
 
 
-def estimate_llama_cpp(spec: LlamaCppModel, model_path: Path, cache_dir: Path | None, gpus: int = 0) -> MemoryEstimate:
-    """What llama-server will hold for ``spec`` with ``gpus`` GPUs (layers split evenly)."""
+def estimate_llama_cpp(spec: LlamaCppModel, model_path: Path, cache_dir: Path | None, gpus: int = 0,
+                       draft_path: Path | None = None) -> MemoryEstimate:
+    """What llama-server will hold for ``spec`` with ``gpus`` GPUs (layers split evenly), its draft model included."""
     # Imported on use: the planner package imports the kinds registry.
-    from ...planner.estimate import estimate_from_settings, server_settings
+    from ...planner.estimate import estimate_from_settings, server_settings, with_draft
     from ...planner.gguf import read_gguf_info
 
     info = read_gguf_info(model_path, cache_dir)
-    argv = llama_cpp_argv(Path("llama-server"), "model", spec, 0, model_path)
-    return estimate_from_settings(info, server_settings(argv[1:], spec.env), gpus)
+    argv = llama_cpp_argv(Path("llama-server"), "model", spec, 0, model_path, draft_path)
+    settings = server_settings(argv[1:], spec.env)
+    estimate = estimate_from_settings(info, settings, gpus)
+    if draft_path is None:
+        return estimate
+    return with_draft(estimate, read_gguf_info(draft_path, cache_dir), settings, gpus)
 
 
 class LlamaCpp(RunnerKind):
@@ -106,18 +115,18 @@ class LlamaCpp(RunnerKind):
         except ConfigError as exc:
             raise ConfigError(f"models.{name}: {exc.message}") from None
         version = llama_server_version(binary, fleet.data_dir / "cache")
-        return LaunchPlan(self, version, model_ref, binary, spec.env)
+        return LaunchPlan(self, version, model_ref, binary, spec.env, _draft_path(name, spec, fleet.data_dir))
 
     def argv(self, plan: LaunchPlan, name: str, spec: LlamaCppModel, port: int, model_path: Path | None) -> list[str]:
-        return llama_cpp_argv(plan.binary, name, spec, port, model_path)
+        return llama_cpp_argv(plan.binary, name, spec, port, model_path, plan.draft_path)
 
     def estimate(self, spec: LlamaCppModel, plan: LaunchPlan, data_dir: Path, gpu: Gpu | None) -> MemoryEstimate:
         from ...planner.estimate import MemoryEstimate
 
         path = plan.model_path(data_dir)
         if gpu is None:
-            return estimate_llama_cpp(spec, path, data_dir / "cache")
-        estimate = estimate_llama_cpp(spec, path, data_dir / "cache", gpus=1)
+            return estimate_llama_cpp(spec, path, data_dir / "cache", draft_path=plan.draft_path)
+        estimate = estimate_llama_cpp(spec, path, data_dir / "cache", gpus=1, draft_path=plan.draft_path)
         # The runner sees only this GPU (as its device 0): name it by its real index.
         devices = {gpu.id if d == "gpu0" else d: c for d, c in estimate.devices.items()}
         return MemoryEstimate(devices, estimate.layers, estimate.gpu_layers)
@@ -150,3 +159,16 @@ class LlamaCpp(RunnerKind):
         if capability == "infill" and not read_gguf_info(plan.model_path(data_dir), data_dir / "cache").fill_in_middle:
             return "its GGUF has no fill-in-the-middle tokens (prefix, suffix and middle, e.g. <fim_prefix>)"
         return None
+
+    def speculative(self, spec: LlamaCppModel) -> str | None:
+        return spec.speculative.type if spec.speculative is not None else None
+
+
+def _draft_path(name: str, spec: LlamaCppModel, data_dir: Path) -> Path | None:
+    """The draft model's file, checked and resolved now so a wrong reference fails at check time."""
+    if spec.speculative is None or spec.speculative.draft_model is None:
+        return None
+    problem = check_reference(spec.speculative.draft_model)
+    if problem:
+        raise ConfigError(f"models.{name}.speculative.draft_model: {problem}")
+    return resolve_model(spec.speculative.draft_model, data_dir)
