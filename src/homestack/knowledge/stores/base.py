@@ -55,12 +55,15 @@ class Hit:
 
 @dataclass(frozen=True)
 class Fusion:
-    """Hybrid search's merge of its dense and sparse candidates: weighted reciprocal rank fusion,
-    each point scoring the sum of weight / (k + rank) over the lists it is in. The constants were
-    chosen on the benchmark's public sets (README, Benchmark)."""
+    """Hybrid search's merge of its dense and sparse candidates, as Qdrant's query API offers it:
+    ``rrf``, weighted reciprocal rank fusion (each point scores the sum of weight / (k + rank)
+    over the lists it is in), or ``dbsf``, distribution-based score fusion (each list's scores
+    scaled by its mean ± 3 standard deviations, then summed; no weights). The choice and its
+    constants were made on the benchmark's public sets (README, Benchmark)."""
 
-    k: int
-    dense_weight: float
+    method: Literal["rrf", "dbsf"]
+    k: int = 60
+    dense_weight: float = 1.0
     sparse_weight: float = 1.0
 
     @property
@@ -68,7 +71,7 @@ class Fusion:
         return [self.dense_weight, self.sparse_weight]
 
 
-HYBRID_FUSION = Fusion(k=60, dense_weight=1.0)
+HYBRID_FUSION = Fusion("rrf", k=60, dense_weight=1.0)
 
 
 @dataclass

@@ -22,6 +22,18 @@ _DIST = "sentence-transformers"
 _TORCH_RUNTIME = 480 << 20
 
 
+def llama_embeddings_argv(binary: Path, gguf: Path, name: str, port: int) -> list[str]:
+    """llama-server serving a converted BERT model's mean-pooled embeddings.
+
+    Slots of 512 tokens (BERT's longest input); a physical batch holds several chunks,
+    and a non-causal model needs each input whole in one. No polling: on a shared
+    machine spinning threads steal the cores they wait for.
+    """
+    return [str(binary), "--model", str(gguf), "--alias", name, "--host", "127.0.0.1", "--port", str(port),
+            "--embedding", "--pooling", "mean", "--ctx-size", "8192", "--parallel", "16",
+            "--batch-size", "2048", "--ubatch-size", "2048", "--poll", "0"]
+
+
 class EmbeddingsModel(ProcessConfig):
     runner: Literal["embeddings"]
     model: str = Field(description="sentence-transformers model directory, or package:NAME.")
