@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, Callable, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -88,13 +88,19 @@ class LaunchPlan:
     model_ref: str | None = None
     binary: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # The resolved model and the data directory -> the file the runner reads (e.g. a GGUF
+    # written once from a safetensors model); None: the resolved model as it is.
+    convert: Callable[[Path, Path], Path] | None = None
 
     def argv(self, name: str, spec: KindConfig, port: int, model_path: Path | None) -> list[str]:
         return self.kind.argv(self, name, spec, port, model_path)
 
     def model_path(self, data_dir: Path) -> Path | None:
         """The model file or directory, assembling a shipped one if needed."""
-        return None if self.model_ref is None else resolve_model(self.model_ref, data_dir)
+        if self.model_ref is None:
+            return None
+        path = resolve_model(self.model_ref, data_dir)
+        return path if self.convert is None else self.convert(path, data_dir)
 
 
 def checked_model(name: str, ref: str | None) -> str | None:
