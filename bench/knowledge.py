@@ -10,7 +10,8 @@
    sets (`beir_sets.py`, or `--beir DIR`), next to `bm25s`, sentence-transformers
    and their plain RRF fusion computed in the same run (`retrieval_quality.py`).
 
-Usage: python bench/knowledge.py [--gateway URL] [--files N] [--points N] [--asks N] [--only quality] [--beir DIR]
+Usage: python bench/knowledge.py [--gateway URL] [--files N] [--points N] [--asks N] [--only quality] [--sample N]
+       [--beir DIR]
 """
 
 from __future__ import annotations
@@ -178,6 +179,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=510, help="hybrid queries to time")
     parser.add_argument("--asks", type=int, default=20, help="questions for the ask latency split")
     parser.add_argument("--only", choices=["quality"], help="run only the retrieval quality part")
+    parser.add_argument("--sample", type=int, help="score only this many queries per set (a fixed random choice; "
+                                                  "every document is still indexed): a quicker, noisier run")
     parser.add_argument("--beir", action="append", type=Path, default=[],
                         help="a BEIR-format folder to evaluate as well (corpus.jsonl, queries.jsonl, qrels/test.tsv)")
     args = parser.parse_args()
@@ -196,8 +199,9 @@ def main() -> None:
         procs.append(proc)
         sets = [beir_sets.build(name, tmp / "sets") for name in beir_sets.SETS] + args.beir
         for folder in sets:
-            table = retrieval_quality.evaluate_set(KnowledgeClient(knowledge), folder)
-            retrieval_quality.print_table(folder.name, table, *_set_size(folder))
+            table = retrieval_quality.evaluate_set(KnowledgeClient(knowledge), folder, args.sample)
+            documents, queries = _set_size(folder)
+            retrieval_quality.print_table(folder.name, table, documents, min(queries, args.sample or queries))
         if args.only == "quality":
             return
         (tmp / "corpus").mkdir()

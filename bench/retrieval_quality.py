@@ -10,6 +10,7 @@ service's own dense and sparse rankings, so the choice is made on evidence.
 from __future__ import annotations
 
 import importlib.util
+import random
 import time
 from pathlib import Path
 
@@ -59,11 +60,15 @@ def _fold(results: list[dict], key: str = "score") -> dict[str, float]:
     return dict(list(out.items())[:DEPTH])
 
 
-def service_runs(client: KnowledgeClient, folder: Path, modes: tuple[str, ...]) -> tuple[dict, dict, dict]:
-    """Ingest the set into a scratch collection; per mode, each query's documents with scores."""
+def service_runs(client: KnowledgeClient, folder: Path, modes: tuple[str, ...],
+                 sample: int | None = None) -> tuple[dict, dict, dict]:
+    """Ingest the set into a scratch collection; per mode, each query's documents with scores.
+    ``sample``: only that many queries (a fixed random choice), against the whole corpus."""
     corpus = _jsonl(folder / "corpus.jsonl", "corpus")
     queries = {q["_id"]: q["text"] for q in _jsonl(folder / "queries.jsonl", "queries")}
     qrels = {q: d for q, d in load_qrels(folder / "qrels" / "test.tsv").items() if q in queries}
+    if sample is not None and sample < len(qrels):
+        qrels = {q: qrels[q] for q in random.Random(0).sample(sorted(qrels), sample)}
     name = f"eval-{folder.name}"
     client.json("POST", "/collections", {"name": name})
     try:
@@ -118,9 +123,9 @@ def fusion_candidates(runs: dict[str, dict[str, dict[str, float]]]) -> dict[str,
     return out
 
 
-def evaluate_set(client: KnowledgeClient, folder: Path) -> dict[str, dict[str, float]]:
+def evaluate_set(client: KnowledgeClient, folder: Path, sample: int | None = None) -> dict[str, dict[str, float]]:
     started = time.perf_counter()
-    runs, qrels, data = service_runs(client, folder, ("dense", "sparse", "hybrid"))
+    runs, qrels, data = service_runs(client, folder, ("dense", "sparse", "hybrid"), sample)
     print(f"{folder.name}: service ingest and search {time.perf_counter() - started:.0f} s", flush=True)
     qids = list(qrels)
     table = {f"homestack {mode}": _score({q: list(r) for q, r in runs[mode].items()}, qrels) for mode in runs}
@@ -131,6 +136,7 @@ def evaluate_set(client: KnowledgeClient, folder: Path) -> dict[str, dict[str, f
 
 
 def print_table(set_name: str, table: dict[str, dict[str, float]], documents: int, queries: int) -> None:
+    """``queries``: how many were scored."""
     print(f"\n{set_name}: {documents} documents, {queries} queries")
     print(f"{'mode':<34}{'nDCG@10':>9}{'R@100':>9}{'MRR@10':>9}")
     for name, row in table.items():

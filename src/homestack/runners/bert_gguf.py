@@ -5,8 +5,8 @@ llama.cpp runs BERT encoders with mean pooling (``llama-server --embedding
 writes the same layout with the `gguf` package straight from the model's
 safetensors: llama.cpp's tensor names, its BERT hyper-parameters and its
 WordPiece vocabulary (word-initial pieces get the "▁" prefix, "##" continuations
-lose theirs, special tokens stay as they are). Weights stay float32, so the
-vectors match sentence-transformers' to rounding.
+lose theirs, special tokens stay as they are). Weights stay float32 by default,
+so the vectors match sentence-transformers' to rounding.
 
 The file is written once, next to nothing else, in ``DATA_DIR/converted/``,
 keyed by the safetensors file's size and mtime; a later start reuses it.
@@ -15,6 +15,7 @@ keyed by the safetensors file's size and mtime; a later start reuses it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -84,6 +85,8 @@ def convert(model_dir: Path, out: Path, matrices: str = "F32") -> Path:
     writer.add_tokenizer_model("bert")
     writer.add_token_list(tokens)
     writer.add_token_types(types)
+    # quiet: it warns of token types this gguf version has no key for (cls), which llama.cpp reads as [CLS] anyway
+    logging.getLogger("gguf.vocab").setLevel(logging.ERROR)
     gguf.SpecialVocab(model_dir, n_vocab=len(tokens)).add_to_gguf(writer)
     with safe_open(str(model_dir / "model.safetensors"), "np") as weights:
         for name in weights.keys():
