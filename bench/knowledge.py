@@ -199,7 +199,7 @@ def main() -> None:
         procs.append(proc)
         sets = [beir_sets.build(name, tmp / "sets") for name in beir_sets.SETS] + args.beir
         for folder in sets:
-            table = retrieval_quality.evaluate_set(KnowledgeClient(knowledge), folder, args.sample)
+            table = retrieval_quality.evaluate_set(KnowledgeClient(knowledge, timeout=3600), folder, args.sample)
             documents, queries = _set_size(folder)
             retrieval_quality.print_table(folder.name, table, documents, min(queries, args.sample or queries))
         if args.only == "quality":
