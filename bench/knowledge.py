@@ -10,7 +10,8 @@
    sets (`beir_sets.py`, or `--beir DIR`), next to `bm25s`, sentence-transformers
    and their plain RRF fusion computed in the same run (`retrieval_quality.py`).
 
-Usage: python bench/knowledge.py [--gateway URL] [--files N] [--points N] [--asks N] [--only quality] [--beir DIR]
+Usage: python bench/knowledge.py [--gateway URL] [--files N] [--points N] [--asks N] [--only quality] [--sample N]
+       [--beir DIR]
 """
 
 from __future__ import annotations
@@ -148,18 +149,19 @@ def bench_search(folder: Path, points: int, queries: int) -> dict:
 def bench_ask(knowledge: str, asks: int) -> dict:
     questions = [f"What does section {i % 4} of document {i} say about the robot arm?" for i in range(asks)]
     parts: dict[str, list[float]] = {"retrieval_ms": [], "prompt_ms": [], "ttft_ms": [], "generation_ms": [],
-                                     "retrieval_plus_glue_ms": [], "wall_ms": []}
+                                     "retrieval_plus_glue_ms": [], "wall_ms": [], "completion_tokens": []}
     with httpx.Client(base_url=knowledge + "/v1/knowledge", timeout=600) as http:
         http.post("/ask", json={"collection": "bench-a", "question": questions[0], "max_tokens": 4})  # warm up
         for question in questions:
             started = time.perf_counter()
-            resp = http.post("/ask", json={"collection": "bench-a", "question": question, "max_tokens": 16})
+            resp = http.post("/ask", json={"collection": "bench-a", "question": question})  # the default length
             wall = (time.perf_counter() - started) * 1000
             resp.raise_for_status()
             timings = resp.json()["timings"]
             for key in ("retrieval_ms", "prompt_ms", "ttft_ms", "generation_ms"):
                 parts[key].append(timings[key])
             parts["wall_ms"].append(wall)
+            parts["completion_tokens"].append((resp.json()["usage"] or {}).get("completion_tokens", 0))
             parts["retrieval_plus_glue_ms"].append(wall - timings["ttft_ms"] - timings["generation_ms"])
     return {key: {"p50": percentile(v, 50), "p95": percentile(v, 95)} for key, v in parts.items()}
 
@@ -177,6 +179,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=510, help="hybrid queries to time")
     parser.add_argument("--asks", type=int, default=20, help="questions for the ask latency split")
     parser.add_argument("--only", choices=["quality"], help="run only the retrieval quality part")
+    parser.add_argument("--sample", type=int, help="score only this many queries per set (a fixed random choice; "
+                                                  "every document is still indexed): a quicker, noisier run")
     parser.add_argument("--beir", action="append", type=Path, default=[],
                         help="a BEIR-format folder to evaluate as well (corpus.jsonl, queries.jsonl, qrels/test.tsv)")
     args = parser.parse_args()
@@ -190,13 +194,14 @@ def main() -> None:
             proc, gateway = _start([sys.executable, "-m", "homestack", "serve", "--port", "0", "--no-knowledge"], env,
                                    tmp / "gateway.log", r"homestack serving (http://\S+?)/v1 ")
             procs.append(proc)
-        proc, knowledge = _start([sys.executable, "-m", "homestack", "knowledge", "serve", "--port", "0", "--gateway",
-                                  gateway], env, tmp / "knowledge.log", r"homestack knowledge serving (http://\S+) ")
+        proc, knowledge = _start([sys.executable, "-m", "homestack", "knowledge", "serve", "--port", "0", "--no-auth",
+                                  "--gateway", gateway], env, tmp / "knowledge.log", r"homestack knowledge serving (http://\S+) ")
         procs.append(proc)
         sets = [beir_sets.build(name, tmp / "sets") for name in beir_sets.SETS] + args.beir
         for folder in sets:
-            table = retrieval_quality.evaluate_set(KnowledgeClient(knowledge), folder)
-            retrieval_quality.print_table(folder.name, table, *_set_size(folder))
+            table = retrieval_quality.evaluate_set(KnowledgeClient(knowledge, timeout=3600), folder, args.sample)
+            documents, queries = _set_size(folder)
+            retrieval_quality.print_table(folder.name, table, documents, min(queries, args.sample or queries))
         if args.only == "quality":
             return
         (tmp / "corpus").mkdir()

@@ -10,6 +10,7 @@ service's own dense and sparse rankings, so the choice is made on evidence.
 from __future__ import annotations
 
 import importlib.util
+import random
 import time
 from pathlib import Path
 
@@ -51,19 +52,23 @@ def _dbsf(scored: list[dict[str, float]], weights: list[float] | None = None) ->
     return sorted(total, key=total.get, reverse=True)[:DEPTH]
 
 
-def _fold(results: list[dict]) -> dict[str, float]:
+def _fold(results: list[dict], key: str = "score") -> dict[str, float]:
     """Chunks to documents: each document keeps its best chunk's score, in rank order."""
     out: dict[str, float] = {}
-    for r in results:
-        out.setdefault(r["source"], r["score"])
+    for r in sorted(results, key=lambda r: r[key], reverse=True):
+        out.setdefault(r["source"], r[key])
     return dict(list(out.items())[:DEPTH])
 
 
-def service_runs(client: KnowledgeClient, folder: Path, modes: tuple[str, ...]) -> tuple[dict, dict, dict]:
-    """Ingest the set into a scratch collection; per mode, each query's documents with scores."""
+def service_runs(client: KnowledgeClient, folder: Path, modes: tuple[str, ...],
+                 sample: int | None = None) -> tuple[dict, dict, dict]:
+    """Ingest the set into a scratch collection; per mode, each query's documents with scores.
+    ``sample``: only that many queries (a fixed random choice), against the whole corpus."""
     corpus = _jsonl(folder / "corpus.jsonl", "corpus")
     queries = {q["_id"]: q["text"] for q in _jsonl(folder / "queries.jsonl", "queries")}
     qrels = {q: d for q, d in load_qrels(folder / "qrels" / "test.tsv").items() if q in queries}
+    if sample is not None and sample < len(qrels):
+        qrels = {q: qrels[q] for q in random.Random(0).sample(sorted(qrels), sample)}
     name = f"eval-{folder.name}"
     client.json("POST", "/collections", {"name": name})
     try:
@@ -72,9 +77,11 @@ def service_runs(client: KnowledgeClient, folder: Path, modes: tuple[str, ...]) 
                           "text": "\n\n".join(p for p in (d.get("title"), d.get("text")) if p)}
                          for d in corpus[start:start + 500]]
             client.json("POST", f"/collections/{name}/documents", {"documents": documents})
-        runs = {mode: {q: _fold(client.json("POST", "/search", {"collection": name, "query": queries[q], "mode": mode,
-                                                                "k": _FOLD})["results"]) for q in qrels}
-                for mode in modes}
+        found = {mode: {q: client.json("POST", "/search", {"collection": name, "query": queries[q], "mode": mode,
+                                                           "k": _FOLD})["results"] for q in qrels} for mode in modes}
+        runs = {mode: {q: _fold(r) for q, r in per_query.items()} for mode, per_query in found.items()}
+        # each keyword hit comes back with its cosine to the question: the dense re-score of keyword candidates
+        runs["sparse rescored by dense"] = {q: _fold(r, "relevance") for q, r in found["sparse"].items()}
     finally:
         client.json("DELETE", f"/collections/{name}")
     return runs, qrels, {"corpus": corpus, "queries": queries}
@@ -108,26 +115,28 @@ def fusion_candidates(runs: dict[str, dict[str, dict[str, float]]]) -> dict[str,
     dense, sparse = runs["dense"], runs["sparse"]
     qids = list(dense)
     out: dict[str, dict[str, list[str]]] = {}
-    for k in (2, 10, 60):
-        for w in (1.0, 1.5):
+    for k in (1, 5, 10, 20, 60):
+        for w in (0.7, 1.0, 1.5, 2.0):
             out[f"rrf k={k} w_dense={w}"] = {q: _rrf([list(dense[q]), list(sparse[q])], k, [w, 1.0]) for q in qids}
-    for w in (1.0, 1.5, 2.0):
+    for w in (0.7, 1.0, 1.5, 2.0):
         out[f"dbsf w_dense={w}"] = {q: _dbsf([dense[q], sparse[q]], [w, 1.0]) for q in qids}
     return out
 
 
-def evaluate_set(client: KnowledgeClient, folder: Path) -> dict[str, dict[str, float]]:
+def evaluate_set(client: KnowledgeClient, folder: Path, sample: int | None = None) -> dict[str, dict[str, float]]:
     started = time.perf_counter()
-    runs, qrels, data = service_runs(client, folder, ("dense", "sparse", "hybrid"))
+    runs, qrels, data = service_runs(client, folder, ("dense", "sparse", "hybrid"), sample)
     print(f"{folder.name}: service ingest and search {time.perf_counter() - started:.0f} s", flush=True)
     qids = list(qrels)
     table = {f"homestack {mode}": _score({q: list(r) for q, r in runs[mode].items()}, qrels) for mode in runs}
-    table.update({f"ref {name}": _score(r, qrels) for name, r in reference_runs(data["corpus"], data["queries"], qids).items()})
+    refs = reference_runs(data["corpus"], data["queries"], qids)
+    table.update({f"ref {name}": _score(r, qrels) for name, r in refs.items()})
     table.update({f"offline {name}": _score(r, qrels) for name, r in fusion_candidates(runs).items()})
     return table
 
 
 def print_table(set_name: str, table: dict[str, dict[str, float]], documents: int, queries: int) -> None:
+    """``queries``: how many were scored."""
     print(f"\n{set_name}: {documents} documents, {queries} queries")
     print(f"{'mode':<34}{'nDCG@10':>9}{'R@100':>9}{'MRR@10':>9}")
     for name, row in table.items():

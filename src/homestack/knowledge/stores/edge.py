@@ -21,6 +21,7 @@ from .base import (
 )
 
 _FACET_LIMIT = 1_000_000  # every source of a collection
+_FUSIONS = {"rrf": lambda f: q.Fusion.Rrf(k=f.k, weights=f.weights), "dbsf": lambda f: q.Fusion.Dbsf()}
 
 
 class EdgeStore:
@@ -127,7 +128,7 @@ class EdgeStore:
                 limit=spec.limit, filter=condition, score_threshold=spec.score_threshold,
                 prefetches=[q.Prefetch(limit=spec.candidates, query=dense, filter=condition),
                             q.Prefetch(limit=spec.candidates, query=sparse, filter=condition)],
-                query=q.Fusion.Rrf(k=HYBRID_FUSION.k, weights=HYBRID_FUSION.weights), with_payload=True,
+                query=_FUSIONS[HYBRID_FUSION.method](HYBRID_FUSION), with_payload=True,
                 with_vector=["dense"],
             )
         else:

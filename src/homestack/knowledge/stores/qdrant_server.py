@@ -17,6 +17,8 @@ from .base import (
 
 _PREFIX = "homestack-"
 _FACET_LIMIT = 1_000_000
+_FUSIONS = {"rrf": lambda f: m.RrfQuery(rrf=m.Rrf(k=f.k, weights=f.weights)),
+            "dbsf": lambda f: m.FusionQuery(fusion=m.Fusion.DBSF)}
 
 
 class QdrantServerStore:
@@ -106,7 +108,7 @@ class QdrantServerStore:
         if spec.mode == "hybrid":
             response = self.client.query_points(
                 self._name(name), **common,
-                query=m.RrfQuery(rrf=m.Rrf(k=HYBRID_FUSION.k, weights=HYBRID_FUSION.weights)),
+                query=_FUSIONS[HYBRID_FUSION.method](HYBRID_FUSION),
                 prefetch=[m.Prefetch(query=spec.dense, using="dense", limit=spec.candidates, filter=condition),
                           m.Prefetch(query=sparse, using="sparse", limit=spec.candidates, filter=condition)],
             )

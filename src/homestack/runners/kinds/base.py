@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, Callable, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -90,6 +90,9 @@ class LaunchPlan:
     binary: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
     draft_path: Path | None = None  # llama.cpp: the speculative draft model, resolved at plan time
+    # The resolved model and the data directory -> the file the runner reads (e.g. a GGUF
+    # written once from a safetensors model); None: the resolved model as it is.
+    convert: Callable[[Path, Path], Path] | None = None
 
     def argv(self, name: str, spec: KindConfig, port: int, model_path: Path | None) -> list[str]:
         return self.kind.argv(self, name, spec, port, model_path)
@@ -135,7 +138,8 @@ class RunnerKind:
 
     def model_path(self, plan: LaunchPlan, data_dir: Path) -> Path:
         """The local file or directory for ``plan.model_ref`` (set), in the form this kind's runner reads."""
-        return resolve_model(plan.model_ref, data_dir)
+        path = resolve_model(plan.model_ref, data_dir)
+        return path if plan.convert is None else plan.convert(path, data_dir)
 
     def argv(self, plan: LaunchPlan, name: str, spec: KindConfig, port: int, model_path: Path | None) -> list[str]:
         """The process to start: it serves the OpenAI API on 127.0.0.1:``port``, under /v1."""
