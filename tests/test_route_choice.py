@@ -105,7 +105,7 @@ def test_the_issue_fragment_validates(tmp_path):
     ("  smollm2: {targets: {gemma-3-270m: 1}}\n", "routes.smollm2: 'smollm2' is already a model name or alias"),
     ("  a: {targets: {smollm2: 1}, sticky: cookie}\n", "routes.a.sticky: unknown sticky 'cookie'"),
     ("  a: {targets: {smollm2: 1}, weights: {}}\n", "routes.a.weights: unknown key; valid keys here: fallbacks, "
-     "sticky, targets"),
+     "promotion, sticky, targets"),
 ])
 def test_check_rejects_bad_routes_naming_the_key(tmp_path, routes, message):
     path = tmp_path / "fleet.yaml"
