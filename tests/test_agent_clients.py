@@ -94,9 +94,11 @@ def test_codex_answers_through_the_gateway(default_gateway, tmp_path):
 
 
 def test_the_stretched_default_model_still_answers_and_stops(default_gateway):
-    """SmolLM2 trained at 8k, served at 16k per slot with YaRN: a short question gets a short, right answer."""
+    """SmolLM2 trained at 8k, served at 16k per slot with YaRN: a short question gets a short, right answer.
+    Alone it stops after 34 tokens; batched beside other tests' requests on the shared gateway the
+    numbers shift a little, so the cap leaves room: a model that never stops still reaches it."""
     answer = default_gateway.openai().chat.completions.create(
-        model="smollm2-135m-instruct", max_tokens=64, temperature=0,
+        model="smollm2-135m-instruct", max_tokens=256, temperature=0,
         messages=[{"role": "user", "content": "What is the capital of France? Answer in one word."}])
     assert answer.choices[0].finish_reason == "stop" and "Paris" in answer.choices[0].message.content
 
