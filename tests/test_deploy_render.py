@@ -165,6 +165,10 @@ def test_kubernetes_manifests_validate_strict(rendered: Path) -> None:
     monitor = objects[("ServiceMonitor", "homestack")]["spec"]
     assert monitor["endpoints"][0]["path"] == "/metrics"
     assert ("StatefulSet", "qdrant") in objects and ("PersistentVolumeClaim", "homestack-state") in objects
+    job = objects[("CronJob", "qdrant-snapshots")]["spec"]
+    assert job["schedule"] == "17 3 * * *"
+    command = job["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[:2] == ["bash", "-c"] and "req POST /snapshots" in command[2]
 
 
 def test_compose_file_matches_the_compose_spec(rendered: Path) -> None:
@@ -177,8 +181,10 @@ def test_compose_file_matches_the_compose_spec(rendered: Path) -> None:
         done = subprocess.run([docker, "compose", "-f", str(compose), "config", "-q"], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
     services = yaml.safe_load(compose.read_text())["services"]
-    assert set(services) == {"gateway", "knowledge", "qdrant", "prometheus", "grafana"}
-    assert all("healthcheck" in s for s in services.values())
+    assert set(services) == {"gateway", "knowledge", "qdrant", "qdrant-snapshots", "prometheus", "grafana"}
+    assert all("healthcheck" in s for name, s in services.items() if name != "qdrant-snapshots")  # a sleep loop
+    loop = services["qdrant-snapshots"]["entrypoint"][2].replace("$$", "$")  # compose's escape, undone as compose does
+    assert subprocess.run(["bash", "-n", "-c", loop]).returncode == 0 and "while sleep 86400" in loop
     for path in ("prometheus/prometheus.yml", "grafana/homestack-dashboard.json",
                  "grafana/provisioning/datasources/homestack.yaml"):
         assert (rendered / "compose" / path).is_file()

@@ -43,6 +43,10 @@ class Deploy(BaseModel):
     rate_burst: int = Field(20, ge=0, description="Requests above the rate a client may queue (nginx burst).")
     image: str = Field("homestack:0.1.0", description="Container image with homestack and its models.")
     qdrant_image: str = Field("qdrant/qdrant:v1.15.1", description="Qdrant server image, when qdrant_url is set.")
+    qdrant_snapshot_hours: int = Field(
+        24, ge=0, description="Hours between Qdrant snapshots (a divisor or multiple of 24; 0: none)."
+    )
+    qdrant_snapshots_kept: int = Field(7, ge=1, description="Qdrant snapshots kept; older ones are deleted.")
     namespace: str = Field("homestack", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", description="Kubernetes namespace.")
     node_labels: dict[str, dict[Annotated[str, Field(pattern=_K8S_LABEL)], str]] = Field(
         default_factory=dict, description="Per pinned model: node labels its pod must run on (Kubernetes)."
@@ -52,6 +56,14 @@ class Deploy(BaseModel):
         1, ge=0, description="Fewest replicas of an on-demand model; 0 needs the HPAScaleToZero feature gate."
     )
     queue_target: float = Field(2, gt=0, description="Queued requests per replica the HPA aims for.")
+
+    @field_validator("qdrant_snapshot_hours")
+    @classmethod
+    def _snapshot_hours(cls, value: int) -> int:
+        # A schedule cron can say (Kubernetes CronJob): every N hours within a day, or every N days.
+        if value and 24 % value and value % 24:
+            raise ValueError("must divide 24 or be a multiple of 24 (e.g. 6, 24, 168)")
+        return value
 
     @field_validator("process_memory", "knowledge_memory", mode="before")
     @classmethod

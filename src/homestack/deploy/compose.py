@@ -3,6 +3,7 @@ uses a Qdrant server, Qdrant; named volumes for state and health checks for each
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import yaml
@@ -10,6 +11,7 @@ import yaml
 from ..observe.assets import ASSETS
 from .context import GATEWAY_PORT, KNOWLEDGE_PORT, DeployContext, mebibytes
 from .monitoring import render_prometheus, shipped_alerts
+from .qdrant_snapshots import snapshot_script
 
 PROMETHEUS_IMAGE = "prom/prometheus:v3.5.0"
 GRAFANA_IMAGE = "grafana/grafana:12.1.0"
@@ -70,6 +72,8 @@ def render(ctx: DeployContext) -> dict[str, str]:
                                 "interval": "15s", "timeout": "5s", "retries": 5},
             }
             knowledge["depends_on"]["qdrant"] = {"condition": "service_healthy"}
+            if ctx.deploy.qdrant_snapshot_hours:
+                services["qdrant-snapshots"] = _snapshots(ctx)
     services["prometheus"] = {
         "image": PROMETHEUS_IMAGE,
         "restart": "unless-stopped",
@@ -115,3 +119,16 @@ def _datasource(url: str) -> str:
     for source in data["datasources"]:
         source["url"] = url
     return yaml.safe_dump(data, sort_keys=False)
+
+
+def _snapshots(ctx: DeployContext) -> dict[str, Any]:
+    """A loop beside Qdrant taking a snapshot every ``qdrant_snapshot_hours`` (keeping the newest few)."""
+    script = snapshot_script(ctx.deploy, "qdrant", QDRANT_PORT)
+    loop = f"while sleep {ctx.deploy.qdrant_snapshot_hours * 3600}; do bash -c {shlex.quote(script)} || " \
+           "echo 'qdrant snapshot failed' >&2; done"
+    return {
+        "image": ctx.deploy.qdrant_image,
+        "restart": "unless-stopped",
+        "depends_on": {"qdrant": {"condition": "service_healthy"}},
+        "entrypoint": ["bash", "-c", loop.replace("$", "$$")],  # $$: compose would interpolate a lone $
+    }

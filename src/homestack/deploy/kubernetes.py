@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from .compose import QDRANT_PORT
+from .qdrant_snapshots import cron_schedule, snapshot_script
 from .context import GATEWAY_PORT, KNOWLEDGE_PORT, DeployContext, k8s_name, mebibytes
 
 _STATE = "/var/lib/homestack"
@@ -162,12 +163,26 @@ def _qdrant(ctx: DeployContext) -> list[dict[str, Any]]:
                 "ports": [{"name": "http", "containerPort": QDRANT_PORT}],
                 "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}},
                 "livenessProbe": {"httpGet": {"path": "/livez", "port": "http"}},
-                "volumeMounts": [storage]}]}},
-            "volumeClaimTemplates": [{"metadata": {"name": "storage"}, "spec": {
-                "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}}}],
+                "volumeMounts": [storage, {"name": "snapshots", "mountPath": "/qdrant/snapshots"}]}]}},
+            "volumeClaimTemplates": [{"metadata": {"name": volume}, "spec": {
+                "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}}}
+                for volume in ("storage", "snapshots")],
         }},
         _service(ctx, "qdrant", labels, QDRANT_PORT),
+        *([_snapshot_job(ctx)] if ctx.deploy.qdrant_snapshot_hours else []),
     ]
+
+
+def _snapshot_job(ctx: DeployContext) -> dict[str, Any]:
+    """A CronJob taking a Qdrant snapshot on schedule and deleting all but the newest few."""
+    labels = _labels("qdrant-snapshots")
+    container = {"name": "snapshot", "image": ctx.deploy.qdrant_image,
+                 "command": ["bash", "-c", snapshot_script(ctx.deploy, "qdrant", QDRANT_PORT)]}
+    return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": _meta(ctx, "qdrant-snapshots", labels), "spec": {
+        "schedule": cron_schedule(ctx.deploy.qdrant_snapshot_hours), "concurrencyPolicy": "Forbid",
+        "jobTemplate": {"spec": {"backoffLimit": 2, "template": {"metadata": {"labels": labels}, "spec": {
+            "restartPolicy": "OnFailure", "containers": [container]}}}},
+    }}
 
 
 def render(ctx: DeployContext) -> dict[str, str]:
