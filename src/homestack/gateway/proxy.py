@@ -133,7 +133,9 @@ async def _relay_stream(
     disconnected.add_done_callback(lambda task: task.cancelled() or resp.close())
     window = b""
     try:
-        async for chunk in _paced(resp, KEEPALIVE_EVERY):
+        # Pacing (a timer per chunk) only where a silent runner can be covered with a ping.
+        pings = surface.ping is not None or translator is not None
+        async for chunk in (_paced(resp, KEEPALIVE_EVERY) if pings else resp.chunks()):
             if chunk is None:  # the runner is silent (reading a long prompt): tell the client it is coming
                 ping = translator.keepalive() if translator is not None else _between_events(surface, window)
                 if ping:

@@ -64,6 +64,7 @@ class Runner:
         self.slots = plan.kind.slots(spec)  # requests it serves at once; None: no limit of its own
         self.metrics_path = plan.kind.metrics_path  # its own Prometheus endpoint, if any
         self.operations = plan.kind.operations(spec)  # what it answers (Operation names); None: anything
+        self._lacking: dict[str, str | None] = {}  # lacks(), per capability: read from the model's files once
         self.secrets = self.log.secrets = secrets_of(spec)  # never written to its log, nor relayed in its errors
         self._attach_url = plan.kind.attach_url(spec)  # an API already running: nothing to start
         self._health_path = plan.kind.health_path(spec)
@@ -81,8 +82,11 @@ class Runner:
         self._probe = probe
 
     def lacks(self, capability: str) -> str | None:
-        """Why the model cannot serve ``capability`` though its kind does; None: it can."""
-        return self.plan.kind.lacks(self.spec, self.plan, self._data_dir, capability)
+        """Why the model cannot serve ``capability`` though its kind does; None: it can. The answer comes
+        from the model's files, which do not change under a plan: the request path asks them once."""
+        if capability not in self._lacking:
+            self._lacking[capability] = self.plan.kind.lacks(self.spec, self.plan, self._data_dir, capability)
+        return self._lacking[capability]
 
     @property
     def origin(self) -> str:

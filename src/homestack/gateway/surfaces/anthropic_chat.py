@@ -17,7 +17,7 @@ import orjson
 
 from ...errors import BadRequest
 from . import StreamTranslator, Translation
-from .sse import chat_chunks, sse_event
+from .sse import chat_chunks, sse_event, streamed_like
 
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use"}
 _SAMPLING = ("temperature", "top_p", "top_k")
@@ -125,10 +125,7 @@ def chat_request(payload: dict[str, Any], forced: list[dict[str, Any]] | None) -
         request["tool_choice"] = "auto"
         if choice.get("disable_parallel_tool_use"):
             request["parallel_tool_calls"] = False
-    if payload.get("stream") is True:
-        request["stream"] = True
-        request["stream_options"] = {"include_usage": True}
-    return request
+    return streamed_like(request, payload)
 
 
 def _usage(usage: dict[str, Any] | None) -> dict[str, int]:

@@ -19,7 +19,7 @@ import orjson
 from ...errors import BadRequest
 from . import Operation, StreamTranslator, Translation
 from .openai import MODEL_NAME_LIMIT, OpenAISurface
-from .sse import chat_chunks, sse_event
+from .sse import chat_chunks, sse_event, streamed_like
 
 if TYPE_CHECKING:
     from ...observe import RequestRecord
@@ -90,10 +90,7 @@ def chat_request(payload: dict[str, Any]) -> dict[str, Any]:
             request["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
         elif choice in ("auto", "none", "required"):
             request["tool_choice"] = choice
-    if payload.get("stream") is True:
-        request["stream"] = True
-        request["stream_options"] = {"include_usage": True}
-    return request
+    return streamed_like(request, payload)
 
 
 def _usage(usage: dict[str, Any] | None) -> dict[str, Any]:

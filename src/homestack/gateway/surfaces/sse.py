@@ -35,3 +35,12 @@ def chat_chunks(buffer: bytes) -> tuple[bytes, list[dict[str, Any]], bool]:
             if isinstance(parsed, dict):
                 chunks.append(parsed)
     return buffer[cut + 2:], chunks, done
+
+
+def streamed_like(request: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+    """``request`` (chat completions) streamed when the client's ``payload`` asked for a stream, with the
+    usage chunk at its end (the translations read the answer's usage from it)."""
+    if payload.get("stream") is True:
+        request["stream"] = True
+        request["stream_options"] = {"include_usage": True}
+    return request
