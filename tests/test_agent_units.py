@@ -128,9 +128,11 @@ class _SilentRunner:
         pass
 
 
-def _relay(parts, surface, translator=None) -> bytes:
+def _relay(parts, surface, translator=None, rec=None) -> bytes:
     from homestack.gateway import proxy
     from homestack.observe import RequestRecord
+
+    rec = rec or RequestRecord("r", "POST", "/v1/x")
 
     async def never_disconnects():
         await asyncio.sleep(3600)
@@ -138,7 +140,7 @@ def _relay(parts, surface, translator=None) -> bytes:
     async def run():
         client = _Client()
         runner = type("Runner", (), {"name": "m", "secrets": ()})()
-        await proxy._relay_stream(_SilentRunner(*parts), runner, surface, RequestRecord("r", "POST", "/v1/x"), client,
+        await proxy._relay_stream(_SilentRunner(*parts), runner, surface, rec, client,
                                   never_disconnects, [], translator)
         return client.body
 
@@ -155,6 +157,17 @@ def test_a_silent_runner_mid_stream_gets_the_client_pings_between_events_only():
     body = _relay([start[:10], 0.12, start[10:], 0.12, stop], ANTHROPIC)
     assert body.startswith(start) and body.endswith(stop)  # no ping split the first event
     assert body[len(start):-len(stop)].replace(ANTHROPIC.ping, b"") == b"" and ANTHROPIC.ping in body
+
+
+def test_a_first_event_split_over_chunks_still_counts_its_input_tokens():
+    from homestack.observe import RequestRecord
+
+    start = b'event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":123}}}\n\n'
+    stop = (b'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":2}}\n\n'
+            b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+    rec = RequestRecord("r", "POST", "/v1/messages")
+    _relay([start[:40], start[40:-20], start[-20:], stop], ANTHROPIC, rec=rec)  # as a busy runner's writes may come
+    assert (rec.tokens_in, rec.tokens_out) == (123, 2)
 
 
 def test_a_translated_responses_stream_re_announces_itself_while_the_runner_is_silent():

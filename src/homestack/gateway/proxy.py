@@ -132,6 +132,7 @@ async def _relay_stream(
     # runner stops generating for nobody (even in the middle of a long prompt).
     disconnected.add_done_callback(lambda task: task.cancelled() or resp.close())
     window = b""
+    head = 0  # bytes relayed, while they still fit the window
     try:
         # Pacing (a timer per chunk) only where a silent runner can be covered with a ping.
         pings = surface.ping is not None or translator is not None
@@ -145,8 +146,10 @@ async def _relay_stream(
                 chunk = translator.feed(chunk)
             if not window:  # time to first token: the first chunk of the body, not the headers
                 rec.first_byte = time.perf_counter()
-                surface.stream_started(rec, chunk)
             window = (window + chunk)[-_WINDOW:]
+            if head < _WINDOW:  # the stream's head, whole so far: its first event may come split over chunks
+                head += len(chunk)
+                surface.stream_started(rec, window)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
     except _TRANSPORT_ERRORS as exc:
         if not disconnected.done():
