@@ -55,3 +55,19 @@ def pytest_configure(config: pytest.Config) -> None:
         fake = str(FAKE_GPUS)
         sys.path.insert(0, fake)
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [fake, os.environ.get("PYTHONPATH")]))
+
+
+# Files that start first: the longest ones, so that no worker is left with one when the others are done
+# (pytest-xdist hands out whole files, in collection order). The real vLLM engine, then minutes of
+# real-model work.
+_FIRST = ("vllm", "slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank: dict[Path, int] = {}
+    for item in items:
+        marks = {mark.name for mark in item.iter_markers()}
+        tier = min((i for i, name in enumerate(_FIRST) if name in marks), default=len(_FIRST))
+        rank[item.path] = min(rank.get(item.path, tier), tier)
+    # Stable: a file's tests keep their order (some modules' tests run in sequence on one gateway).
+    items.sort(key=lambda item: rank[item.path])
