@@ -49,6 +49,11 @@ def openai_client(default_gateway):
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # Every llama-server the tests start (each gateway's runners inherit this environment) computes on
+    # one thread. The suite runs several test files at once on a couple of cores: llama-server's default
+    # (one thread per core) has each process's threads wait for each other at every step of every token
+    # while the others hold the cores, and the whole suite slows down. What is tested is the same.
+    os.environ.setdefault("LLAMA_ARG_THREADS", "1")
     if os.environ.get("HOMESTACK_FAKE_GPUS"):
         # The suite on a fake NVIDIA host (e.g. HOMESTACK_FAKE_GPUS=24GiB,24GiB): the fake pynvml
         # is found first by this process and every homestack process the tests start.
