@@ -81,7 +81,8 @@ def _launch(argv: list[str], env: dict[str, str], output: int) -> int:
     """Start ``argv`` with stdout and stderr on ``output``; its pid. With setpriv, the child gets its
     parent-death signal from setpriv's own exec, and Python's subprocess starts it with vfork: a fork of
     the gateway (tens of MB of page tables, ~20 ms on a small VM; a preexec_fn needs one) is avoided on
-    every load. Without setpriv, the preexec_fn sets it after a fork."""
+    every load. Without setpriv, the preexec_fn sets it after a fork (and, unlike setpriv, also catches a
+    gateway that died before the signal was set)."""
     options = dict(stdin=subprocess.DEVNULL, stdout=output, stderr=output, env={**os.environ, **env},
                    start_new_session=True)
     if _SETPRIV is not None:
