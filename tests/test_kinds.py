@@ -9,6 +9,7 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Literal
 
 import pytest
@@ -68,19 +69,24 @@ def test_runner_slots_metrics_and_readiness_come_from_its_kind(tmp_path, yaml, s
      "0.01.962.081 I srv  llama_server: model loaded"),
     ("{runner: embeddings, model: m}", "Batches: 100%", "embeddings: loaded /m in 1.2 s"),
 ])
-def test_a_load_is_checked_as_soon_as_the_runner_logs_its_ready_line(tmp_path, yaml, busy, ready):
+def test_a_load_is_ready_as_soon_as_the_runner_logs_its_ready_line(tmp_path, yaml, busy, ready):
     (tmp_path / "f.yaml").write_text(f"data_dir: {tmp_path}\nmodels:\n  m: {yaml}\n")
     fleet = load_fleet(tmp_path / "f.yaml")
     runner = Runner("m", fleet.models["m"], fleet, LaunchPlan(kind_for(fleet.models["m"]), "test"))
 
+    async def not_listening(origin: str, path: str) -> int:
+        raise OSError("connection refused")
+
     async def main() -> None:
-        lines = runner.log.follow()
-        wait = asyncio.ensure_future(runner._ready_line_or(lines, 600))  # the poll interval: far away
-        runner.log.write(busy)
+        runner.bind(not_listening)  # no health check ever answers: only the line can make it ready
+        running = SimpleNamespace(returncode=None)  # all the wait reads of its process
+        wait = asyncio.ensure_future(runner._wait_healthy("http://127.0.0.1:9", running))
         await asyncio.sleep(0.05)
+        runner.log.write(busy)
+        await asyncio.sleep(0.2)
         assert not wait.done()  # any other line leaves the wait alone
         runner.log.write(ready)
-        await asyncio.wait_for(wait, 60)  # the health check runs now, not in 600 s
+        await asyncio.wait_for(wait, 60)
 
     asyncio.run(main())
 

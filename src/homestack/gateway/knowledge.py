@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import NotFound
 from ..knowledge.service.access import TOKEN_ENV, bearer
 from ..runners.logs import LogTail
-from ..runners.process import retry_delay, spawn, terminate
+from ..runners.process import RunnerProcess, retry_delay, spawn, terminate
 from . import proxy
 from .asgi import read_body
 from .context import Request, Services
@@ -52,7 +52,7 @@ class KnowledgeSupervisor:
         self._env = {TOKEN_ENV: token}
         self.log = LogTail(log_path)
         self._task: asyncio.Task[None] | None = None
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: RunnerProcess | None = None
 
     @classmethod
     def for_fleet(cls, config: str | None, host: str, port: int, gateway_url: str, data_dir: Path,

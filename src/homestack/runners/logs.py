@@ -45,6 +45,7 @@ class LogTail:
         self._lines: deque[str] = deque(maxlen=max_lines)
         self._file = path.open("a", encoding="utf-8", errors="replace", buffering=1)
         self._followers: set[asyncio.Queue[str]] = set()
+        self._watches: list[tuple[re.Pattern[str], asyncio.Future[str]]] = []
 
     def write(self, line: str) -> None:
         line = line.rstrip("\n")
@@ -54,6 +55,8 @@ class LogTail:
         self._file.write(line + "\n")
         for queue in self._followers:
             queue.put_nowait(line)
+        if self._watches:
+            self._match(line)
 
     def tail(self, n: int | None = None) -> list[str]:
         lines = list(self._lines)
@@ -66,6 +69,20 @@ class LogTail:
 
     def unfollow(self, queue: asyncio.Queue[str]) -> None:
         self._followers.discard(queue)
+
+    def watch(self, pattern: re.Pattern[str]) -> asyncio.Future[str]:
+        """A future set to the first line written from now on that matches ``pattern``. The line is
+        matched as it is written, so its waiter wakes once, not for every line of a load. Cancel the
+        future to stop watching."""
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._watches.append((pattern, future))
+        return future
+
+    def _match(self, line: str) -> None:
+        for pattern, future in self._watches:
+            if not future.done() and pattern.search(line):
+                future.set_result(line)
+        self._watches = [(pattern, future) for pattern, future in self._watches if not future.done()]
 
     def close(self) -> None:
         self._file.close()

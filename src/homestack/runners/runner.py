@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 from ..errors import ClientClosed, HomestackError, RunnerError, RunnerTimeout
 from .kinds import KindConfig, LaunchPlan
 from .logs import LogTail, secrets_of
-from .process import free_port, kill_group, spawn, terminate
+from .process import RunnerProcess, free_port, kill_group, spawn, terminate
 
 if TYPE_CHECKING:  # the fleet schema imports the kinds this package holds
     from ..config import FleetConfig
@@ -47,7 +47,7 @@ class Runner:
         # Called with (runner, reason) each time the runner stops; reason is None for a requested stop.
         self.on_stopped: Callable[[Runner, str | None], None] | None = None
         self.cancel_requested = False  # set by the scheduler when nobody waits for a load any more
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: RunnerProcess | None = None
         self._transition: asyncio.Future[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._probe: HealthProbe | None = None
@@ -167,12 +167,15 @@ class Runner:
         self.started_at = self.last_used = time.monotonic()
         self.log.write(f"[homestack] {self.name} is ready at {self.base_url}")
 
-    async def _wait_healthy(self, origin: str, proc: asyncio.subprocess.Process | None) -> None:
+    async def _wait_healthy(self, origin: str, proc: RunnerProcess | None) -> None:
+        """Return once the runner is ready: as soon as it logs its kind's ready line (written once its
+        API answers), else once its health check answers 200, polled at a growing interval."""
         assert self._probe is not None, "Runner.bind() was not called"
         path = self._health_path
         deadline = time.monotonic() + self._startup_timeout
         delay = _POLL_FIRST
-        lines = self.log.follow()
+        # Watched from before the first line is read: the pump task has not run yet.
+        ready = self.log.watch(self._ready_line) if proc is not None and self._ready_line is not None else None
         try:
             while True:
                 if proc is not None and proc.returncode is not None:
@@ -180,6 +183,8 @@ class Runner:
                 if self.cancel_requested:
                     self.log.write(f"[homestack] {self.name}: load cancelled, every waiting request went away")
                     raise ClientClosed(f"load of {self.name!r} cancelled: every waiting request went away")
+                if ready is not None and ready.done():
+                    return  # the line says the API answers: a health check would only cost a round trip
                 try:
                     if await asyncio.wait_for(self._probe(origin, path), _PROBE_TIMEOUT) == 200:
                         return
@@ -189,21 +194,11 @@ class Runner:
                     raise self._start_failure(
                         f"not healthy at {origin}{path} after {self._startup_timeout:g} s", RunnerTimeout
                     )
-                await self._ready_line_or(lines, delay)
+                await asyncio.wait((ready,), timeout=delay) if ready is not None else await asyncio.sleep(delay)
                 delay = min(delay * 1.5, _POLL_MAX)
         finally:
-            self.log.unfollow(lines)
-
-    async def _ready_line_or(self, lines: asyncio.Queue[str], seconds: float) -> None:
-        """Wait ``seconds``, or less if the runner logs its ready line: a load then costs no poll interval."""
-        end = time.monotonic() + seconds
-        while (left := end - time.monotonic()) > 0:
-            try:
-                line = await asyncio.wait_for(lines.get(), left)
-            except TimeoutError:
-                return
-            if self._ready_line is not None and self._ready_line.search(line):
-                return
+            if ready is not None:
+                ready.cancel()
 
     def _start_failure(self, reason: str, error: type[RunnerError] = RunnerError) -> RunnerError:
         self.log.write(f"[homestack] {self.name} failed to start: {reason}")
@@ -219,7 +214,7 @@ class Runner:
             self.log.write(f"[homestack] {self.name} stopped (exit code {code})")
         self._stopped(None)
 
-    async def _watch(self, proc: asyncio.subprocess.Process) -> None:
+    async def _watch(self, proc: RunnerProcess) -> None:
         code = await proc.wait()
         if self._proc is proc and self.state is State.READY:
             self.log.write(f"[homestack] {self.name} exited unexpectedly with code {code}")

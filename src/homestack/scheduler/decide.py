@@ -23,7 +23,8 @@ had arrived by then (for ``max_wait`` at most: drain, then swap), and goes.
 Other events get their own answer: a full queue rejects (429), a load nobody
 waits for any more is cancelled, a failed load fails its waiters (a cancelled
 one fails nobody: who came later gets a load of their own), a pinned model is
-retried with a growing backoff. Any event that may change a pass asks for one.
+retried with a growing backoff. Any event that may change a pass asks for one; a finished load
+runs one at once, so what waited for it goes through without waiting for the scheduler's task.
 """
 
 from __future__ import annotations
@@ -198,13 +199,15 @@ def _reschedule(_state: FleetState, _event: Event, _now: float) -> list[Action]:
     return [Reschedule()]
 
 
-def _load_finished(_state: FleetState, event: LoadFinished, _now: float) -> list[Action]:
+def _load_finished(state: FleetState, event: LoadFinished, now: float) -> list[Action]:
     actions: list[Action] = [Count("loaded", event.model, event.cause)]
     note = _LOADED_NOTES[event.cause]
     if event.evicted:
         actions.append(Count("swap", event.model))
         note += "; evicted " + ", ".join(event.evicted)
-    return [*actions, Note(event.model, note), Reschedule()]
+    # The pass runs now, not when the scheduler's task next wakes: the requests that waited for the
+    # load reach the runner at once (a cold start's last step). The Reschedule still times the next one.
+    return [*actions, Note(event.model, note), *_pass(state, Tick(), now), Reschedule()]
 
 
 def _load_failed(state: FleetState, event: LoadFailed, now: float) -> list[Action]:

@@ -121,7 +121,8 @@ class RunnerKind:
     config: ClassVar[type[KindConfig]]  # its model: `runner: Literal[name]` tags the schema's union
     metrics_path: ClassVar[str | None] = None  # its Prometheus endpoint, re-exported by the gateway
     gpu: ClassVar[bool] = False  # the planner may place it on one GPU (estimate() is then given that GPU)
-    # A line its output shows once it serves: the health check runs on it, not at the next poll.
+    # A line its output shows only once its API answers: the runner is ready when it comes, with no
+    # health check (that poll remains for a runner whose version words it otherwise).
     ready_line: ClassVar[re.Pattern[str] | None] = None
     # Seconds it gets to exit after SIGTERM once idle; 0: it has nothing to save, SIGKILL at once (a swap
     # then waits for no clean-up).
