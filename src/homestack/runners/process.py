@@ -27,6 +27,8 @@ _RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)  # seconds before restarting a proce
 def retry_delay(failures: int) -> float:
     """Backoff before the next start after ``failures`` failures in a row (at least one)."""
     return _RETRY_DELAYS[min(max(failures, 1), len(_RETRY_DELAYS)) - 1]
+
+
 _libc = ctypes.CDLL(None, use_errno=True) if os.name == "posix" else None
 _SETPRIV = shutil.which("setpriv")  # util-linux: sets the parent-death signal, then execs the runner
 
