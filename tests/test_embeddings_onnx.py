@@ -90,9 +90,10 @@ def test_the_graph_gives_sentence_transformers_vectors(tmp_path, reference, weig
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
     cosine = _cosines(vectors, expected)
     assert cosine.min() >= floor, cosine
-    # one text alone (no padding) gives the vector it gets in a batch
+    # one text alone (no padding) gives the vector it gets in a batch; int8 only nearly: the activations'
+    # scale is the batch's
     alone, _ = encoder.encode(TEXTS[:1])
-    assert _cosines(alone, vectors[:1]).min() > 0.9999
+    assert _cosines(alone, vectors[:1]).min() >= floor
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ benchmark's chunks, `bench/embeddings.py`, in brackets):
   (`runners/embeddings_server.py`);
 - ``onnxruntime``: the same server over ONNX Runtime, on an ONNX graph with int8
   matrices that `homestack prepare` (or the first start) writes from the model's
-  safetensors (`runners/bert_onnx.py`); BERT models, no torch (>= 0.99). About 1.6x
+  safetensors (`runners/bert_onnx.py`); BERT models, no torch (min 0.993). 1.63x
   torch's chunks per CPU-second on the 2-core development machine, short of the 2x
   that would make it the default (README, Benchmark);
 - ``llama.cpp``: llama-server on a GGUF written the same way (`runners/bert_gguf.py`);
