@@ -19,7 +19,7 @@ _BATCH = 32
 _BERT_LONGEST = 512  # position embeddings of a BERT model, if its directory does not say
 
 
-def session_options(threads: int) -> Any:
+def _session_options(threads: int) -> Any:
     """``threads`` intra-op threads that sleep when idle: spinning ones steal the cores a shared
     machine's other processes (and our own other thread) wait for."""
     import onnxruntime
@@ -44,7 +44,7 @@ class OnnxEncoder:
         self.tokenizer.no_padding()
         self.longest = max_tokens(directory, _BERT_LONGEST)
         self.session = onnxruntime.InferenceSession(str(directory / "model.onnx"),
-                                                    session_options(len(os.sched_getaffinity(0))),
+                                                    _session_options(len(os.sched_getaffinity(0))),
                                                     providers=["CPUExecutionProvider"])
 
     def encode(self, texts: list[str]) -> tuple[Any, int]:

@@ -50,7 +50,7 @@ class EmbeddingsModel(ProcessConfig):
     runner: Literal["embeddings"]
     model: str = Field(description="sentence-transformers model directory, or package:NAME.")
     engine: Literal["sentence-transformers", "onnxruntime", "llama.cpp"] = Field(
-        "sentence-transformers", description="sentence-transformers: torch; onnxruntime: an int8 ONNX graph, "
+        "sentence-transformers", description="sentence-transformers: torch; onnxruntime: an int8 ONNX graph; "
                                              "llama.cpp: llama-server on a GGUF, each written from the model at "
                                              "prepare (BERT models, no torch).")
 
