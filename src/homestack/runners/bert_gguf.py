@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 from ..errors import ConfigError
+from .st_model import pooling_mode
 
 _SKIPPED = ("embeddings.position_ids", "pooler.")  # a buffer, and the unused classification pooler
 MATRICES = "F32"
@@ -29,17 +30,7 @@ MATRICES = "F32"
 def _pooling(model_dir: Path) -> int:
     import gguf
 
-    try:
-        modules = json.loads((model_dir / "modules.json").read_text())
-        pooling_dir = next(m["path"] for m in modules if m["type"].endswith(".Pooling"))
-        pooling = json.loads((model_dir / pooling_dir / "config.json").read_text())
-    except (OSError, ValueError, StopIteration, KeyError):
-        return gguf.PoolingType.MEAN  # sentence-transformers' default
-    if pooling.get("pooling_mode_cls_token"):
-        return gguf.PoolingType.CLS
-    if pooling.get("pooling_mode_mean_tokens", True):
-        return gguf.PoolingType.MEAN
-    raise ConfigError(f"{model_dir}: only mean or CLS pooling converts to GGUF")
+    return {"mean": gguf.PoolingType.MEAN, "cls": gguf.PoolingType.CLS}[pooling_mode(model_dir)]
 
 
 def _vocabulary(model_dir: Path) -> tuple[list[str], list[int]]:

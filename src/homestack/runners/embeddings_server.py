@@ -1,8 +1,9 @@
-"""The built-in embeddings runner: sentence-transformers behind ``/v1/embeddings``.
+"""The built-in embeddings runner: sentence-transformers or ONNX Runtime behind ``/v1/embeddings``.
 
-It runs as its own child process so torch never loads in the gateway and the
-model unloads like any other runner. ``/health`` answers 503 while the model
-loads, as llama-server does.
+It runs as its own child process so torch or ONNX Runtime never loads in the
+gateway and the model unloads like any other runner. ``/health`` answers 503 while
+the model loads, as llama-server does. ``--engine`` picks the encoder: each turns
+texts into unit vectors and counts their tokens.
 """
 
 from __future__ import annotations
@@ -19,17 +20,35 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 _state: dict[str, Any] = {"model": None, "error": None}
-_encode_lock = threading.Lock()  # one encode at a time: torch already uses every core
+_encode_lock = threading.Lock()  # one encode at a time: each engine already uses every core
 
 
-def _load(path: str) -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    try:
-        started = time.monotonic()
+class _SentenceTransformers:
+    def __init__(self, path: str) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
-        _state["model"] = SentenceTransformer(path, device="cpu")
+        self.model = SentenceTransformer(path, device="cpu")
+
+    def encode(self, texts: list[str]) -> tuple[Any, int]:
+        vectors = self.model.encode(texts, convert_to_numpy=True, normalize_embeddings=True)
+        return vectors, sum(len(ids) for ids in self.model.tokenizer(texts)["input_ids"])
+
+
+def _onnxruntime(path: str) -> Any:
+    from .onnx_encoder import OnnxEncoder
+
+    return OnnxEncoder(path)
+
+
+ENGINES = {"sentence-transformers": _SentenceTransformers, "onnxruntime": _onnxruntime}
+
+
+def _load(engine: str, path: str) -> None:
+    try:
+        started = time.monotonic()
+        _state["model"] = ENGINES[engine](path)
         print(f"embeddings: loaded {path} in {time.monotonic() - started:.1f} s", flush=True)
     except Exception as exc:  # reported on /health and in the log; the gateway shows the tail
         _state["error"] = f"{type(exc).__name__}: {exc}"
@@ -50,10 +69,8 @@ def _embed(name: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     fmt = body.get("encoding_format", "float")
     if fmt not in ("float", "base64"):
         return 400, _error("'encoding_format' must be 'float' or 'base64'", "encoding_format")
-    model = _state["model"]
     with _encode_lock:
-        vectors = model.encode(texts, convert_to_numpy=True, normalize_embeddings=True)
-        tokens = sum(len(ids) for ids in model.tokenizer(texts)["input_ids"])
+        vectors, tokens = _state["model"].encode(texts)
     data = []
     for i, vec in enumerate(vectors):
         emb: Any = base64.b64encode(vec.astype("<f4").tobytes()).decode() if fmt == "base64" else vec.tolist()
@@ -116,7 +133,8 @@ def _handler(name: str) -> type[BaseHTTPRequestHandler]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="homestack embeddings runner")
-    parser.add_argument("--model", required=True, help="sentence-transformers model directory")
+    parser.add_argument("--model", required=True, help="sentence-transformers model directory, or bert_onnx's")
+    parser.add_argument("--engine", choices=sorted(ENGINES), default="sentence-transformers")
     parser.add_argument("--name", default="embeddings", help="model name to report")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
@@ -124,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     server = ThreadingHTTPServer((args.host, args.port), _handler(args.name))
     server.daemon_threads = True
     print(f"embeddings: listening on http://{args.host}:{args.port}, loading {args.model}", flush=True)
-    threading.Thread(target=_load, args=(args.model,), daemon=True).start()
+    threading.Thread(target=_load, args=(args.engine, args.model), daemon=True).start()
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -1,14 +1,17 @@
 """The embeddings kind: a sentence-transformers model served for /v1/embeddings.
 
-Two engines run the same model to the same vectors (cosine 1.00000 against
-sentence-transformers on the benchmark's chunks, `bench/embeddings.py`):
+Three engines run the same model (cosine to sentence-transformers' vectors on the
+benchmark's chunks, `bench/embeddings.py`, in brackets):
 
 - ``sentence-transformers`` (the default): homestack's own small server over torch
   (`runners/embeddings_server.py`);
-- ``llama.cpp``: llama-server on a GGUF that `homestack prepare` (or the first start)
-  writes from the model's safetensors (`runners/bert_gguf.py`); BERT models, no torch.
-  Not the default: on the 2-core development machine it embedded fewer chunks per
-  CPU-second than torch (README, Benchmark).
+- ``onnxruntime``: the same server over ONNX Runtime, on an ONNX graph with int8
+  matrices that `homestack prepare` (or the first start) writes from the model's
+  safetensors (`runners/bert_onnx.py`); BERT models, no torch (min 0.993). 1.63x
+  torch's chunks per CPU-second on the 2-core development machine, short of the 2x
+  that would make it the default (README, Benchmark);
+- ``llama.cpp``: llama-server on a GGUF written the same way (`runners/bert_gguf.py`);
+  BERT models, no torch (1.00000). Fewer chunks per CPU-second than torch there.
 """
 
 from __future__ import annotations
@@ -35,14 +38,21 @@ _DIST = "sentence-transformers"
 _TORCH_RUNTIME = 480 << 20
 # llama-server beyond the GGUF's weights: its compute buffers for a 2,048-token physical batch.
 _LLAMA_RUNTIME = 160 << 20
+# The ONNX runner (python, ONNX Runtime) beyond model.onnx: 402 MiB after a request of 64 inputs of
+# 256 tokens with the int8 graph (65 MiB), 418 MiB with the float32 one (86 MiB).
+_ORT_RUNTIME = 340 << 20
+_RUNTIME = {"sentence-transformers": _TORCH_RUNTIME, "onnxruntime": _ORT_RUNTIME, "llama.cpp": _LLAMA_RUNTIME}
+# The model files each engine loads: the first pattern that finds any in the directory it is given.
+_WEIGHTS = ("*.onnx", "*.safetensors", "*.bin", "*.pt", "*.pth")
 
 
 class EmbeddingsModel(ProcessConfig):
     runner: Literal["embeddings"]
     model: str = Field(description="sentence-transformers model directory, or package:NAME.")
-    engine: Literal["sentence-transformers", "llama.cpp"] = Field(
-        "sentence-transformers", description="sentence-transformers: torch; llama.cpp: llama-server on a GGUF "
-                                             "written from the model at prepare (BERT models, no torch).")
+    engine: Literal["sentence-transformers", "onnxruntime", "llama.cpp"] = Field(
+        "sentence-transformers", description="sentence-transformers: torch; onnxruntime: an int8 ONNX graph; "
+                                             "llama.cpp: llama-server on a GGUF, each written from the model at "
+                                             "prepare (BERT models, no torch).")
 
 
 def llama_embeddings_argv(binary: Path, gguf: Path, name: str, port: int) -> list[str]:
@@ -57,24 +67,57 @@ def llama_embeddings_argv(binary: Path, gguf: Path, name: str, port: int) -> lis
             "--batch-size", "2048", "--ubatch-size", "2048", "--poll", "0"]
 
 
+def server_argv(engine: str, model_path: Path, name: str, port: int) -> list[str]:
+    """homestack's own embeddings server running ``engine`` (sentence-transformers or onnxruntime)."""
+    return [sys.executable, "-m", "homestack.runners.embeddings_server", "--engine", engine,
+            "--model", str(model_path), "--name", name, "--port", str(port)]
+
+
 def _to_gguf(model_dir: Path, data_dir: Path) -> Path:
     from ..bert_gguf import converted
 
     return converted(model_dir, data_dir)
 
 
-def estimate_embeddings(model_path: Path) -> MemoryEstimate:
+def _to_onnx(model_dir: Path, data_dir: Path) -> Path:
+    from ..bert_onnx import converted
+
+    return converted(model_dir, data_dir)
+
+
+def estimate_embeddings(model_path: Path, engine: str) -> MemoryEstimate:
     """The engine's resident runtime plus the weights it loads (a GGUF file, or a model directory)."""
     # Imported on use: the planner package imports the kinds registry.
     from ...planner.estimate import Components, MemoryEstimate
 
     if model_path.is_file():
-        return MemoryEstimate({"cpu": Components(weights=model_path.stat().st_size, overhead=_LLAMA_RUNTIME)})
-    files = [p for p in model_path.rglob("*.safetensors")] or [
-        p for suffix in ("*.bin", "*.pt", "*.pth") for p in model_path.rglob(suffix)
-    ]
-    weights = sum(p.stat().st_size for p in files)
-    return MemoryEstimate({"cpu": Components(weights=weights, overhead=_TORCH_RUNTIME)})
+        weights = model_path.stat().st_size
+    else:
+        files = next((found for pattern in _WEIGHTS if (found := list(model_path.rglob(pattern)))), [])
+        weights = sum(p.stat().st_size for p in files)
+    return MemoryEstimate({"cpu": Components(weights=weights, overhead=_RUNTIME[engine])})
+
+
+def _python_engine(name: str, engine: str, needs: tuple[str, ...]) -> str:
+    """The version of ``engine`` (the first of ``needs``), or a ConfigError naming what to install."""
+    missing = [dist for dist in needs if _installed(dist) is None]
+    if missing:
+        raise ConfigError(f"models.{name}: engine {engine} needs {', '.join(missing)}: pip install {' '.join(missing)}")
+    return f"{needs[0]} {_installed(needs[0])}"
+
+
+def _installed(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+# engine -> the distributions its runner imports (the first names its version), and how the model is converted
+_PYTHON_ENGINES = {
+    "sentence-transformers": ((_DIST,), None),
+    "onnxruntime": (("onnxruntime", "onnx"), _to_onnx),
+}
 
 
 class Embeddings(RunnerKind):
@@ -91,22 +134,17 @@ class Embeddings(RunnerKind):
                 raise ConfigError(f"models.{name}: {exc.message}; or set engine: sentence-transformers") from None
             version = "llama.cpp " + llama_server_version(binary, fleet.data_dir / "cache")
             return LaunchPlan(self, version, model_ref, binary, env=spec.env, convert=_to_gguf)
-        try:
-            version = f"{_DIST} {metadata.version(_DIST)}"
-        except metadata.PackageNotFoundError:
-            raise ConfigError(f"the embeddings runner needs {_DIST}: pip install {_DIST}") from None
-        return LaunchPlan(self, version, model_ref, env=spec.env)
+        needs, convert = _PYTHON_ENGINES[spec.engine]
+        version = _python_engine(name, spec.engine, needs)
+        return LaunchPlan(self, version, model_ref, env=spec.env, convert=convert)
 
     def argv(self, plan: LaunchPlan, name: str, spec: EmbeddingsModel, port: int, model_path: Path | None) -> list[str]:
         if spec.engine == "llama.cpp":
             return llama_embeddings_argv(plan.binary, model_path, name, port)
-        return [
-            sys.executable, "-m", "homestack.runners.embeddings_server",
-            "--model", str(model_path), "--name", name, "--port", str(port),
-        ]
+        return server_argv(spec.engine, model_path, name, port)
 
     def estimate(self, spec: EmbeddingsModel, plan: LaunchPlan, data_dir: Path, gpu: Gpu | None) -> MemoryEstimate:
-        return estimate_embeddings(plan.model_path(data_dir))
+        return estimate_embeddings(plan.model_path(data_dir), spec.engine)
 
     def operations(self, spec: EmbeddingsModel) -> frozenset[str]:
         return frozenset({"embeddings", "rerank"})  # rerank: by cosine similarity of its embeddings

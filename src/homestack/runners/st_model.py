@@ -1,0 +1,37 @@
+"""What a sentence-transformers model directory says about itself: its pooling and its longest input.
+
+The engines that run such a model without sentence-transformers (the GGUF for
+llama.cpp, the ONNX graph for ONNX Runtime) read the same files it does.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import ConfigError
+
+SEQUENCE_CONFIG = "sentence_bert_config.json"
+
+
+def pooling_mode(model_dir: Path) -> str:
+    """``mean`` or ``cls``: how the token vectors become one (modules.json's Pooling module)."""
+    try:
+        modules = json.loads((model_dir / "modules.json").read_text())
+        pooling_dir = next(m["path"] for m in modules if m["type"].endswith(".Pooling"))
+        pooling = json.loads((model_dir / pooling_dir / "config.json").read_text())
+    except (OSError, ValueError, StopIteration, KeyError):
+        return "mean"  # sentence-transformers' default
+    if pooling.get("pooling_mode_cls_token"):
+        return "cls"
+    if pooling.get("pooling_mode_mean_tokens", True):
+        return "mean"
+    raise ConfigError(f"{model_dir}: only mean or CLS pooling is supported outside sentence-transformers")
+
+
+def max_tokens(model_dir: Path, default: int) -> int:
+    """The tokens sentence-transformers keeps of one input (the rest is cut), ``default`` if unset."""
+    try:
+        return int(json.loads((model_dir / SEQUENCE_CONFIG).read_text())["max_seq_length"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return default
