@@ -8,6 +8,7 @@ import threading
 import openai
 import pytest
 
+from homestack.knowledge.ingest import sparse
 from knowledge_fixtures.docs import write_corpus
 from knowledge_fixtures.service import KnowledgeProcess
 
@@ -191,6 +192,7 @@ def test_collections_stats_and_delete(service, docs):
     docs_info = next(c for c in stats["collections"] if c["name"] == "docs")
     assert (docs_info["sources"], docs_info["dimensions"]) == (4, 384)
     assert 5 < docs_info["avg_terms"] < 200  # BM25's average chunk length, learned at the first ingest
+    assert docs_info["sparse_encoding"] == sparse.ENCODING and "notice" not in docs_info
     service.kb("delete", "scratch")
     assert service.api("GET", "/collections/scratch").status_code == 404
 

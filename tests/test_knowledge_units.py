@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from qdrant_client import QdrantClient
 
 from homestack.errors import Conflict, NotFound
+from homestack.knowledge.core import KnowledgeBase
 from homestack.knowledge.ingest import sparse
 from homestack.knowledge.ingest.chunk import chunk_blocks
 from homestack.knowledge.ingest.parse import ParseError, parse
@@ -37,6 +39,13 @@ def test_sparse_vectors_are_stable_and_saturate():
     cat, dog = weights[sparse.query_vector("cat")[0][0]], weights[sparse.query_vector("dog")[0][0]]
     assert dog < cat < 4 * dog  # more occurrences weigh more, but far less than linearly
     assert sparse.query_vector("cat cats the") == ([indices[0]], [1.0])
+
+
+def test_terms_split_names_and_ignore_question_words():
+    assert sparse.terms("pthread_mutex_lock()") == ["pthread_mutex_lock", "pthread", "mutex", "lock"]
+    assert sparse.terms("_exit") == ["_exit", "exit"]
+    assert sparse.terms("How do I lock a mutex?") == sparse.terms("lock mutex") == ["lock", "mutex"]
+    assert sparse.terms("shut down the socket") == ["shut", "down", "socket"]  # "down" means something here
 
 
 def test_markdown_blocks_carry_heading_paths_and_exact_offsets():
@@ -86,6 +95,9 @@ def test_chunks_fit_in_tokens_follow_headings_and_overlap():
         assert c.heading in (("One",), ("One", "Two"))
     assert any(b.start < a.end for a, b in zip(chunks, chunks[1:]) if a.heading == b.heading)  # overlap
     assert not any(b.start < a.end for a, b in zip(chunks, chunks[1:]) if a.heading != b.heading)
+    # past its lead, each chunk holds only new text: together they are the document once (BM25's counts)
+    assert " ".join(c.text[c.lead:] for c in chunks).split() == text.replace("## Two", "").replace("# One", "").split()
+    assert any(c.lead for c in chunks) and all(b.lead == 0 for a, b in zip(chunks, chunks[1:]) if a.heading != b.heading)
 
 
 def test_sentence_longer_than_a_chunk_is_cut_in_token_windows():
@@ -145,3 +157,14 @@ def test_store_contract(store):
     assert sum(len(batch) for batch in store.export("kb", batch=2)) == 3
     store.drop("kb")
     assert store.list() == []
+
+
+def test_collection_of_an_older_keyword_encoding_says_so(tmp_path):
+    store = EdgeStore(tmp_path)
+    store.create("old", {"dimensions": 8})  # made before collections recorded their encoding
+    store.create("new", {"dimensions": 8, "sparse_encoding": sparse.ENCODING})
+    kb = KnowledgeBase(None, store, None, COUNTER)
+    old, new = asyncio.run(kb.describe("old")), asyncio.run(kb.describe("new"))
+    assert old["sparse_encoding"] == 1 and "re-ingest into a new collection" in old["notice"]
+    assert new["sparse_encoding"] == sparse.ENCODING and "notice" not in new
+    store.close()

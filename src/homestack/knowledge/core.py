@@ -99,7 +99,7 @@ class KnowledgeBase:
             probe = await self.gateway.embed(["dimension probe"])
             meta = {"embedding_model": self.settings.embedding_model, "dimensions": int(probe.shape[1]),
                     "chunk_tokens": self.settings.chunk_tokens, "chunk_overlap": self.settings.chunk_overlap,
-                    "created": int(time.time())}
+                    "sparse_encoding": sparse.ENCODING, "created": int(time.time())}
             await self.run(self.store.create, name, meta)
         return await self.describe(name)
 
@@ -107,7 +107,12 @@ class KnowledgeBase:
         meta = await self.run(self.store.meta, name)
         stats = await self.run(self.store.stats, name)
         sources = await self.run(self.store.source_counts, name)
-        return {"name": name, **meta, "points": stats["points"], "sources": len(sources), "store": stats}
+        described = {"name": name, "sparse_encoding": 1, **meta, "points": stats["points"], "sources": len(sources),
+                     "store": stats}
+        if described["sparse_encoding"] < sparse.ENCODING:  # still searchable: a query only adds terms it lacks
+            described["notice"] = (f"keyword vectors of encoding {described['sparse_encoding']} (now {sparse.ENCODING}): "
+                                   "re-ingest into a new collection for BM25 scoring")
+        return described
 
     async def delete_collection(self, name: str) -> None:
         async with self.writer(name):

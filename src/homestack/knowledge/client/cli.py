@@ -135,7 +135,8 @@ def _stats(args: argparse.Namespace) -> None:
     print(f"store {stats['store']}; gateway {stats['gateway']}; embeddings {stats['embedding_model']}; "
           f"answers {stats['chat_model']}")
     for c in stats["collections"]:
-        print(f"  {c['name']}: {c['sources']} sources, {c['points']} chunks, {c['store']['segments']} segments")
+        print(f"  {c['name']}: {c['sources']} sources, {c['points']} chunks, {c['store']['segments']} segments"
+              + (f"; {c['notice']}" if c.get("notice") else ""))
 
 
 def _backup(args: argparse.Namespace) -> None:

@@ -6,7 +6,7 @@ into paragraphs, paragraphs into sentences, overlong sentences into token
 windows; sentences are packed greedily up to ``size`` tokens, a chunk that is
 already well filled ends at a paragraph break rather than splitting the next
 paragraph, and each chunk starts with the previous one's last sentences, up to
-``overlap`` tokens.
+``overlap`` tokens (``lead`` tells how many characters of a chunk's text they are).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ class Chunk:
     tokens: int
     page: int | None = None
     heading: tuple[str, ...] = ()
+    lead: int = 0  # characters at the start of text repeated from the previous chunk (the overlap)
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,8 @@ class _Unit:
 def chunk_blocks(blocks: list[Block], counter: TokenCounter, size: int, overlap: int) -> list[Chunk]:
     chunks: list[Chunk] = []
     for (page, heading), section in groupby(blocks, key=lambda b: (b.page, b.heading)):
-        for start, end, text, tokens in _pack(_units(list(section), counter, size), size, overlap):
-            chunks.append(Chunk(text, start, end, len(chunks), tokens, page, heading))
+        for start, end, text, tokens, lead in _pack(_units(list(section), counter, size), size, overlap):
+            chunks.append(Chunk(text, start, end, len(chunks), tokens, page, heading, lead))
     return chunks
 
 
@@ -89,19 +90,19 @@ def _pack(units: list[_Unit], size: int, overlap: int):
     for u in units:
         paragraph_tokens[u.paragraph] = paragraph_tokens.get(u.paragraph, 0) + u.tokens
     current: list[_Unit] = []
-    used = 0
+    used = carried = 0
     for i, unit in enumerate(units):
         starts_paragraph = i > 0 and units[i - 1].paragraph != unit.paragraph
         full = used + unit.tokens > size
         early_break = starts_paragraph and used >= _FILL_BEFORE_BREAK * size and used + paragraph_tokens[unit.paragraph] > size
         if current and (full or early_break):
-            yield _joined(current, used)
+            yield _joined(current, used, carried)
             current = _tail(current, overlap, size - unit.tokens)
-            used = sum(u.tokens for u in current)
+            used, carried = sum(u.tokens for u in current), len(current)
         current.append(unit)
         used += unit.tokens
     if current:
-        yield _joined(current, used)
+        yield _joined(current, used, carried)
 
 
 def _tail(units: list[_Unit], overlap: int, room: int) -> list[_Unit]:
@@ -116,10 +117,13 @@ def _tail(units: list[_Unit], overlap: int, room: int) -> list[_Unit]:
     return tail
 
 
-def _joined(units: list[_Unit], tokens: int) -> tuple[int, int, str, int]:
-    parts = []
+def _joined(units: list[_Unit], tokens: int, carried: int) -> tuple[int, int, str, int, int]:
+    """The chunk's offsets, text and tokens, and where in its text the ``carried`` first units end."""
+    parts, lead = [], 0
     for i, unit in enumerate(units):
         if i:
             parts.append("\n\n" if unit.paragraph != units[i - 1].paragraph else " ")
+        if i == carried and i:
+            lead = sum(map(len, parts))
         parts.append(" ".join(unit.text.split()))
-    return units[0].start, units[-1].end, "".join(parts), tokens
+    return units[0].start, units[-1].end, "".join(parts), tokens, lead

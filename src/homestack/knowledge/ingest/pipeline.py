@@ -113,7 +113,8 @@ def prepare_chunks(counter: TokenCounter, meta: dict[str, Any], doc: Document) -
 
 
 def _chunk_terms(chunk: Chunk) -> list[str]:
-    return sparse.terms(" ".join([*chunk.heading, chunk.text]))
+    # the overlap's words were counted in the previous chunk: BM25 counts each occurrence once
+    return sparse.terms(" ".join([*chunk.heading, chunk.text[chunk.lead:]]))
 
 
 def _learn_avg_terms(k: KnowledgeBase, collection: str, meta: dict[str, Any], docs: list[Document]) -> dict[str, Any]:

@@ -8,9 +8,20 @@ query time (Lucene's formula, the one `bm25s` uses by default); the query vector
 gives each distinct term weight 1, so the dot product is the BM25 score.
 
 Text becomes terms the same way at ingest and at query time: lowercased words of
-two or more characters, English stopwords dropped (so a question phrased as a
-sentence keeps only its content words), Snowball's English stemmer. Terms hash to
-stable u32 indices (crc32).
+two or more characters; stopwords dropped, Lucene's English list (the one `bm25s`
+uses) plus the question words and pronouns a question phrased as a sentence adds
+("how do I ...", "what does ..."); Snowball's English stemmer. A name joined by
+underscores (``pthread_mutex_lock``) counts as itself and as each of its words, so
+"lock a mutex" finds it. Each occurrence in a document counts once: a chunk's
+vector leaves out the overlap it repeats from the previous chunk (``Chunk.lead``),
+which would otherwise raise that text's term frequencies and document frequencies.
+Terms hash to stable u32 indices (crc32).
+
+``ENCODING`` names this recipe; a collection records the one its vectors were built
+with (collections from before the field have 1: the NLTK stopword list, names kept
+whole, overlaps counted twice). Their keyword search keeps working, since a query
+only adds terms they lack, but scores like BM25 again only once re-ingested into a
+new collection.
 """
 
 from __future__ import annotations
@@ -21,18 +32,19 @@ from functools import lru_cache
 
 import Stemmer
 
+ENCODING = 2
 K1, B = 1.2, 0.75
-DEFAULT_AVG_TERMS = 90.0  # a full chunk of ~200 model tokens keeps about this many terms
+DEFAULT_AVG_TERMS = 60.0  # a full chunk of ~200 model tokens keeps about this many terms
 _WORD = re.compile(r"(?u)\b\w\w+\b")
+_MAX_WORD = 40  # longer "words" are hashes, base64 and the like
 _STEMMER = Stemmer.Stemmer("english")
 
+# Lucene's English stopwords, then what questions add. Words the NLTK list also drops ("up", "down",
+# "off", "all", "between", "from") stay: in technical text they carry meaning ("shut down", "look up").
 STOPWORDS = frozenset("""
-a about above after again against all am an and any are as at be because been before being below between both
-but by can could did do does doing down during each few for from further had has have having he her here hers
-herself him himself his how i if in into is it its itself just me more most my myself no nor not now of off on
-once only or other our ours ourselves out over own same she should so some such than that the their theirs them
-themselves then there these they this those through to too under until up very was we were what when where which
-while who whom why will with would you your yours yourself yourselves
+a an and are as at be but by for if in into is it no not of on or such that the their then there these they
+this to was will with
+what which who whom whose why how when where do does did can could should would i me my we our you your
 """.split())
 
 
@@ -42,8 +54,16 @@ def stem(word: str) -> str:
 
 
 def terms(text: str) -> list[str]:
-    """Lowercased, stemmed words of ``text`` without stopwords, in order."""
-    return [stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS and len(w) < 40]
+    """Lowercased, stemmed words of ``text`` without stopwords, in order; a snake_case name, then its parts."""
+    out = []
+    for word in _WORD.findall(text.lower()):
+        if word in STOPWORDS or len(word) >= _MAX_WORD:
+            continue
+        out.append(stem(word))
+        parts = word.split("_")
+        if len(parts) > 1:
+            out.extend(stem(p) for p in parts if len(p) > 1 and p not in STOPWORDS)
+    return out
 
 
 def _index(term: str) -> int:

@@ -71,10 +71,9 @@ class Fusion:
         return [self.dense_weight, self.sparse_weight]
 
 
-# DBSF: on the man-c-api set (750 queries, offline on the service's own rankings, same run) nDCG@10
-# 0.796 against RRF's best 0.779 (k = 2) and 0.771 (k = 60), dense 0.733, sparse 0.726 and the
-# references' RRF 0.774; on man-commands (613) 0.880 against 0.865, 0.853, 0.833, 0.797 and 0.856
-# (README, Benchmark).
+# DBSF, measured in the engine (Qdrant Edge runs it; keyword encoding 2): on man-c-api (750 queries) nDCG@10
+# 0.795 against RRF k = 60 0.776 and k = 10 0.784, dense 0.733, sparse 0.741 and the references' RRF 0.774;
+# on man-commands (613) 0.874 against 0.865, 0.873, 0.833, 0.798 and 0.856 (README, Benchmark).
 HYBRID_FUSION = Fusion("dbsf")
 
 
