@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Awaitable, Callable
 
 from ..errors import ClientClosed, HomestackError, RunnerError, RunnerTimeout
@@ -75,6 +76,7 @@ class Runner:
         # Raw header lines sent with every forwarded request (a remote API's key).
         self.upstream_headers = f"Authorization: Bearer {api_key}\r\n".encode() if api_key else b""
         self._data_dir = fleet.data_dir
+        self._model_path: Path | None = None  # resolved (assembled, converted) at the first load
         self._startup_timeout = fleet.startup_timeout_for(spec)
 
     def bind(self, probe: HealthProbe) -> None:
@@ -143,7 +145,9 @@ class Runner:
             await self._attach()
             return
         try:
-            path = await asyncio.to_thread(self.plan.model_path, self._data_dir)
+            path = self._model_path
+            if path is None or not path.exists():  # resolving finds packages and checks copies: once, not per load
+                path = self._model_path = await asyncio.to_thread(self.plan.model_path, self._data_dir)
             port = free_port()
             argv = self.plan.argv(self.name, self.spec, port, path)
             self.log.write(f"[homestack] starting {self.name}: {' '.join(argv)}")
