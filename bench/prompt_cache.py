@@ -18,7 +18,7 @@ conversations), their ratio, the mean over turns 2-10 and the cached tokens the
 runner reports. The model is SmolLM2-135M-Instruct (trained at 8k) stretched to
 16k per slot with YaRN RoPE scaling, since 12k tokens do not fit its own context.
 
-Run: .venv/bin/python bench/prompt_cache.py [--prefix-tokens N] [--turns N]
+Run: .venv/bin/python bench/prompt_cache.py [--prefix-tokens N] [--turns N] [--off-turns N]
 """
 
 from __future__ import annotations
@@ -175,13 +175,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prefix-tokens", type=int, default=12000)
     parser.add_argument("--turns", type=int, default=10)
+    parser.add_argument("--off-turns", type=int, help="turns with affinity off (default: --turns); each re-reads "
+                        "most of the prefix, minutes per turn at 12k tokens on 2 cores")
     args = parser.parse_args()
     rows = {}
     for affinity in (True, False):
         with tempfile.TemporaryDirectory(prefix="homestack-prompt-cache-") as tmp:
-            rows["on" if affinity else "off"] = run(affinity, args.prefix_tokens, args.turns, Path(tmp))
+            turns = args.turns if affinity else (args.off_turns or args.turns)
+            rows["on" if affinity else "off"] = run(affinity, args.prefix_tokens, turns, Path(tmp))
     print(f"\nprompt cache: 2 conversations taking turns on 2 slots, ~{args.prefix_tokens}-token prefix, "
-          f"{args.turns} turns each")
+          f"{args.turns} turns each ({args.off_turns or args.turns} with affinity off)")
     print(f"{'affinity':<9} {'turn-1 TTFT':>12} {'turn-2 TTFT':>12} {'ratio':>7} {'turns 2+ TTFT':>14} "
           f"{'turn-2 cached':>14}")
     for name, conversations in rows.items():
