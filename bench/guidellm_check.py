@@ -71,7 +71,10 @@ def run_guidellm(binary: Path, url: str, tokenizer: Path, streams: int, args: ar
          "--data", f"kind=synthetic_text,prompt_tokens={args.input_tokens},output_tokens={args.output_tokens}",
          "--tokenizer", f"kind=huggingface_auto,model={tokenizer}",
          "--output", f"kind=json,path={out}", "--disable-console-interactive"],
-        check=True, stdout=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        check=True, stdout=subprocess.DEVNULL,
+        # One worker process: its default (up to 10, each a Python process) takes the cores of a small
+        # machine from the server it measures, and the figures then measure GuideLLM's own load.
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "GUIDELLM__MAX_WORKER_PROCESSES": "1"})
     metrics = json.loads(out.read_text())["benchmarks"][0]["metrics"]
     return {"ttft_ms": _successful(metrics, "time_to_first_token_ms")["median"],
             "output_tokens_per_s": _successful(metrics, "output_tokens_per_second")["mean"]}
