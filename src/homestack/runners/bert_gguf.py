@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 from ..errors import ConfigError
-from .st_model import pooling_mode
+from .st_model import conversion_target, pooling_mode
 
 _SKIPPED = ("embeddings.position_ids", "pooler.")  # a buffer, and the unused classification pooler
 MATRICES = "F32"
@@ -104,11 +104,7 @@ def convert(model_dir: Path, out: Path, matrices: str = MATRICES) -> Path:
 
 def converted(model_dir: Path, data_dir: Path) -> Path:
     """The GGUF file for ``model_dir``, written on first use under ``data_dir``."""
-    source = model_dir / "model.safetensors"
-    if not source.is_file():
-        raise ConfigError(f"{model_dir}: no model.safetensors to convert to GGUF")
-    st = source.stat()
-    out = data_dir / "converted" / f"{model_dir.parent.name}-{st.st_size}-{st.st_mtime_ns}-{MATRICES}.gguf"
+    out = conversion_target(model_dir, data_dir, "GGUF", f"{MATRICES}.gguf")
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
         convert(model_dir, out)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .st_model import SEQUENCE_CONFIG, pooling_mode
+from .st_model import SEQUENCE_CONFIG, conversion_target, pooling_mode
 
 WEIGHTS = ("int8", "float32")  # the first is the onnxruntime engine's
 OPSET = 17  # LayerNormalization's first opset
@@ -183,11 +183,7 @@ def write(model_dir: Path, out: Path, weights: str) -> Path:
 
 def converted(model_dir: Path, data_dir: Path, weights: str = WEIGHTS[0]) -> Path:
     """The ONNX directory for ``model_dir``, written on first use under ``data_dir``."""
-    source = model_dir / "model.safetensors"
-    if not source.is_file():
-        raise ConfigError(f"{model_dir}: no model.safetensors to convert to ONNX")
-    st = source.stat()
-    out = data_dir / "converted" / f"{model_dir.parent.name}-{st.st_size}-{st.st_mtime_ns}-onnx-{weights}"
+    out = conversion_target(model_dir, data_dir, "ONNX", f"onnx-{weights}")
     if not (out / "model.onnx").is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
         write(model_dir, out, weights)

@@ -15,12 +15,11 @@ import shutil
 import socket
 import subprocess
 import threading
-from typing import Callable, Union
+from typing import Callable
 
 from .logs import LogTail
 
 _PR_SET_PDEATHSIG = 1
-Child = Union["RunnerProcess", asyncio.subprocess.Process]  # what terminate() and kill_group() stop
 _RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)  # seconds before restarting a process that failed again
 
 
@@ -124,7 +123,7 @@ async def _pump(output: asyncio.StreamReader, log: LogTail) -> None:
         log.write(f"[homestack] stopped reading runner output: {exc}")
 
 
-async def terminate(proc: Child, grace: float = 5.0) -> int:
+async def terminate(proc: RunnerProcess, grace: float = 5.0) -> int:
     """SIGTERM the process group, SIGKILL it after ``grace`` seconds (0: at once); return the exit code."""
     if proc.returncode is None and grace > 0:
         _signal_group(proc.pid, signal.SIGTERM)
@@ -136,7 +135,7 @@ async def terminate(proc: Child, grace: float = 5.0) -> int:
     return await proc.wait()
 
 
-def kill_group(proc: Child) -> None:
+def kill_group(proc: RunnerProcess) -> None:
     """SIGKILL the process group now, for a runner abandoned half-started."""
     _signal_group(proc.pid, signal.SIGKILL)
 

@@ -29,6 +29,16 @@ def pooling_mode(model_dir: Path) -> str:
     raise ConfigError(f"{model_dir}: only mean or CLS pooling is supported outside sentence-transformers")
 
 
+def conversion_target(model_dir: Path, data_dir: Path, fmt: str, name: str) -> Path:
+    """Where ``model_dir``'s safetensors converted to ``fmt`` are kept under ``data_dir``, ``name`` ending the
+    entry: named by the source's size and mtime, so a changed model is converted anew."""
+    source = model_dir / "model.safetensors"
+    if not source.is_file():
+        raise ConfigError(f"{model_dir}: no model.safetensors to convert to {fmt}")
+    st = source.stat()
+    return data_dir / "converted" / f"{model_dir.parent.name}-{st.st_size}-{st.st_mtime_ns}-{name}"
+
+
 def max_tokens(model_dir: Path, default: int) -> int:
     """The tokens sentence-transformers keeps of one input (the rest is cut), ``default`` if unset."""
     try:
