@@ -60,8 +60,9 @@ def test_claude_code_answers_through_the_gateway(default_gateway, tmp_path):
         env[name] = value.replace("http://127.0.0.1:8080", default_gateway.url)
     command = shlex.split(next(line for line in block.splitlines() if line.startswith("claude ")))
     # A crowded CPU reads the prompt for longer than Claude Code waits by default (600 s, then it retries);
-    # 256 tokens are plenty for the answer, whatever a 135M model would add.
-    patience = {"API_TIMEOUT_MS": str(CLI_TIMEOUT * 1000), "CLAUDE_CODE_MAX_OUTPUT_TOKENS": "256"}
+    # the answer needs a few tokens; 1024 leaves room for what a 135M model adds at temperature 1 under a
+    # 4k-token system prompt (256 was once too few: Claude Code exits 1 when a reply reaches its cap).
+    patience = {"API_TIMEOUT_MS": str(CLI_TIMEOUT * 1000), "CLAUDE_CODE_MAX_OUTPUT_TOKENS": "1024"}
     since = time.time()
     done, seconds = _run([str(clis["claude"]), *command[1:]],
                          clean_env(tmp_path / "home", **env, **CLAUDE_QUIET, **patience), tmp_path)
