@@ -19,10 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from .bert_onnx import EXACT
-from .st_model import max_tokens
+from .st_model import BATCH, max_tokens
 
-# Inputs per session.run, after sorting by length (sentence-transformers' default batch too).
-_BATCH = 32
 _BERT_LONGEST = 512  # position embeddings of a BERT model, if its directory does not say
 _EXACT_LENGTH = 32  # tokens, [CLS] and [SEP] included
 
@@ -68,7 +66,7 @@ class OnnxEncoder:
         vectors: Any = None
         start = 0
         while start < len(order):
-            rows = order[start:start + _BATCH]
+            rows = order[start:start + BATCH]
             if self.exact is not None and len(ids[rows[0]]) <= _EXACT_LENGTH < len(ids[rows[-1]]):
                 rows = [i for i in rows if len(ids[i]) <= _EXACT_LENGTH]  # the rest start the next batch
             start += len(rows)
