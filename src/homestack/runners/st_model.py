@@ -12,6 +12,11 @@ from pathlib import Path
 from ..errors import ConfigError
 
 SEQUENCE_CONFIG = "sentence_bert_config.json"
+# Texts per forward pass, in every engine of homestack's embeddings server. Small: a batch of 12
+# texts of 200 tokens keeps its activations (the feed-forward's are 12 x 200 x 1,536 floats) in
+# the CPU's cache. On the 2-core development machine sentence-transformers embedded 70 chunks/s in
+# batches of 12 against 51 in its default 32, and the int8 ONNX graph 150 against 91.
+BATCH = 12
 
 
 def pooling_mode(model_dir: Path) -> str:

@@ -3,15 +3,16 @@
 Three engines run the same model (cosine to sentence-transformers' vectors on the
 benchmark's chunks, `bench/embeddings.py`, in brackets):
 
-- ``sentence-transformers`` (the default): homestack's own small server over torch
-  (`runners/embeddings_server.py`);
-- ``onnxruntime``: the same server over ONNX Runtime, on an ONNX graph with int8
-  matrices that `homestack prepare` (or the first start) writes from the model's
-  safetensors (`runners/bert_onnx.py`); BERT models, no torch (min 0.993). 1.63x
-  torch's chunks per CPU-second on the 2-core development machine, short of the 2x
-  that would make it the default (README, Benchmark);
+- ``onnxruntime`` (the default): homestack's own small server
+  (`runners/embeddings_server.py`) over ONNX Runtime, on an int8 ONNX graph that
+  `homestack prepare` (or the first start) writes from the model's safetensors
+  (`runners/bert_onnx.py`), with a float32 one beside it for short texts (queries);
+  BERT models, no torch (min 0.9925, mean 0.9964). 2.15x sentence-transformers'
+  chunks per second on the 2-core development machine (README, Benchmark);
+- ``sentence-transformers``: the same server over torch, which `make serve` does not
+  install (1.00000);
 - ``llama.cpp``: llama-server on a GGUF written the same way (`runners/bert_gguf.py`);
-  BERT models, no torch (1.00000). Fewer chunks per CPU-second than torch there.
+  BERT models, no torch (1.00000). Fewer chunks per second than torch there.
 """
 
 from __future__ import annotations
@@ -49,10 +50,9 @@ _WEIGHTS = ("*.onnx", "*.safetensors", "*.bin", "*.pt", "*.pth")
 class EmbeddingsModel(ProcessConfig):
     runner: Literal["embeddings"]
     model: str = Field(description="sentence-transformers model directory, or package:NAME.")
-    engine: Literal["sentence-transformers", "onnxruntime", "llama.cpp"] = Field(
-        "sentence-transformers", description="sentence-transformers: torch; onnxruntime: an int8 ONNX graph; "
-                                             "llama.cpp: llama-server on a GGUF, each written from the model at "
-                                             "prepare (BERT models, no torch).")
+    engine: Literal["onnxruntime", "sentence-transformers", "llama.cpp"] = Field(
+        "onnxruntime", description="onnxruntime: an int8 ONNX graph; llama.cpp: llama-server on a GGUF, each written "
+                                   "from the model at prepare (BERT models, no torch); sentence-transformers: torch.")
 
 
 def llama_embeddings_argv(binary: Path, gguf: Path, name: str, port: int) -> list[str]:
@@ -98,11 +98,16 @@ def estimate_embeddings(model_path: Path, engine: str) -> MemoryEstimate:
     return MemoryEstimate({"cpu": Components(weights=weights, overhead=_RUNTIME[engine])})
 
 
+# What to say beside "pip install ..." when an engine's packages are missing: an unpinned torch is CUDA's.
+_INSTALL_NOTE = {"sentence-transformers": " (install a CPU or CUDA torch first: pip alone pulls CUDA's, several GB)"}
+
+
 def _python_engine(name: str, engine: str, needs: tuple[str, ...]) -> str:
     """The version of ``engine`` (the first of ``needs``), or a ConfigError naming what to install."""
     missing = [dist for dist in needs if _installed(dist) is None]
     if missing:
-        raise ConfigError(f"models.{name}: engine {engine} needs {', '.join(missing)}: pip install {' '.join(missing)}")
+        raise ConfigError(f"models.{name}: engine {engine} needs {', '.join(missing)}: "
+                          f"pip install {' '.join(missing)}{_INSTALL_NOTE.get(engine, '')}")
     return f"{needs[0]} {_installed(needs[0])}"
 
 
@@ -131,7 +136,7 @@ class Embeddings(RunnerKind):
             try:
                 binary = find_llama_server(fleet.llama_server)
             except ConfigError as exc:
-                raise ConfigError(f"models.{name}: {exc.message}; or set engine: sentence-transformers") from None
+                raise ConfigError(f"models.{name}: {exc.message}; or set engine: onnxruntime") from None
             version = "llama.cpp " + llama_server_version(binary, fleet.data_dir / "cache")
             return LaunchPlan(self, version, model_ref, binary, env=spec.env, convert=_to_gguf)
         needs, convert = _PYTHON_ENGINES[spec.engine]
