@@ -66,8 +66,8 @@ models:
     assert argv[1:] == [
         "--model", str(gguf), "--alias", "m", "--host", "127.0.0.1", "--port", "4242", "--parallel", "3",
         "--metrics", "--ctx-size", "2048", "--cache-type-k", "q8_0", "--cache-type-v", "q4_0",
-        # What the memory plan assumes, unless the model's args or env say otherwise:
-        "--fit", "off", "--cache-ram", "0", "--ctx-checkpoints", "2",
+        # What the memory plan assumes, and sleeping threads, unless the model's args or env say otherwise:
+        "--fit", "off", "--cache-ram", "0", "--ctx-checkpoints", "2", "--poll", "0",
         "--threads", "2",
     ]
     assert plan.env == {"LLAMA_ARG_X": "1"} and plan.version

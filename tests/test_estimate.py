@@ -161,10 +161,11 @@ def test_args_and_env_override_the_spec_fields_and_default_context_is_the_models
 
 def test_homestack_bounds_llama_server_memory_unless_the_user_sets_it():
     argv = llama_cpp_argv(Path("llama-server"), "m", _spec(), 0, Path("m.gguf"))
-    assert " ".join(argv).count("--fit off --cache-ram 0 --ctx-checkpoints 2") == 1
-    user = _spec(args=["-cram", "512", "--swa_checkpoints", "8"], env={"LLAMA_ARG_FIT": "on"})
+    assert " ".join(argv).count("--fit off --cache-ram 0 --ctx-checkpoints 2 --poll 0") == 1
+    user = _spec(args=["-cram", "512", "--swa_checkpoints", "8", "--poll", "50"], env={"LLAMA_ARG_FIT": "on"})
     argv = llama_cpp_argv(Path("llama-server"), "m", user, 0, Path("m.gguf"))
     assert "--fit" not in argv and "--cache-ram" not in argv and "--ctx-checkpoints" not in argv
+    assert argv.count("--poll") == 1 and argv[argv.index("--poll") + 1] == "50"  # the user's polling
     # the user's prompt cache and checkpoints are planned for: 512 MiB, 8 x one window of SWA cells
     extra = _cpu(user)["cpu"].overhead - _cpu(_spec())["cpu"].overhead
     assert extra == 512 * MIB + (8 - 2) * 3 * 512 * _F16_CELL

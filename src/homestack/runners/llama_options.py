@@ -10,8 +10,8 @@ from typing import Literal
 
 CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
 
-# field -> (spellings, environment variable llama-server also reads)
-VALUE_OPTIONS = {
+# field -> (spellings, environment variable llama-server also reads, if any)
+VALUE_OPTIONS: dict[str, tuple[tuple[str, ...], str | None]] = {
     "ctx_size": (("-c", "--ctx-size"), "LLAMA_ARG_CTX_SIZE"),
     "parallel": (("-np", "--parallel"), "LLAMA_ARG_N_PARALLEL"),
     "batch": (("-b", "--batch-size"), "LLAMA_ARG_BATCH"),
@@ -26,6 +26,7 @@ VALUE_OPTIONS = {
     "ctx_checkpoints": (("-ctxcp", "--ctx-checkpoints", "--swa-checkpoints"), "LLAMA_ARG_CTX_CHECKPOINTS"),
     "kv_unified_per_slot": (("--kv-unified-per-slot",), "LLAMA_ARG_KV_UNIFIED_PER_SLOT"),
     "fit": (("-fit", "--fit"), "LLAMA_ARG_FIT"),
+    "poll": (("--poll",), None),  # no environment variable
 }
 # spelling -> (field, value) for options that take no value
 FLAGS = {"--swa-full": ("swa_full", True), "-kvu": ("kv_unified", True), "--kv-unified": ("kv_unified", True),
@@ -40,4 +41,4 @@ def spelling(arg: str) -> str:
 
 def user_sets(field: str, args: list[str], env: dict[str, str]) -> bool:
     spellings, variable = VALUE_OPTIONS[field]
-    return variable in env or any(spelling(arg) in spellings for arg in args)
+    return (variable is not None and variable in env) or any(spelling(arg) in spellings for arg in args)
