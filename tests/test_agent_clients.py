@@ -1,7 +1,8 @@
 """Coding agents against the default fleet: the real Claude Code and Codex CLIs, set up as the README says.
 
 Each CLI answers a one-shot prompt through the gateway (SmolLM2 behind the `claude-*` and
-`gpt-5*` aliases) with exit code 0. They are slow (their prompts are 4-9k tokens, read on the
+`gpt-5*` aliases) with exit code 0 (Claude Code may instead report that the model's reply ran past
+its output cap: below). They are slow (their prompts are 4-9k tokens, read on the
 CPU): marked ``slow``. The other tests here check what agents meet on the way: images sent to a
 model without vision, and the pings that keep a stream's client waiting while a model loads.
 """
@@ -64,16 +65,13 @@ def test_claude_code_answers_through_the_gateway(default_gateway, tmp_path):
     patience = {"API_TIMEOUT_MS": str(CLI_TIMEOUT * 1000), "CLAUDE_CODE_MAX_OUTPUT_TOKENS": "256"}
     since = time.time()
     argv, cli_env = [str(clis["claude"]), *command[1:]], clean_env(tmp_path / "home", **env, **CLAUDE_QUIET, **patience)
-    # Claude Code samples at temperature 1, and a 135M model sometimes rambles past the cap: Claude Code asks
-    # it to resume, and after a few such rounds exits 1 saying the response exceeded the maximum. What is
-    # tested is the protocol, so such a run is drawn again, up to twice (its long prompt is cached by then).
-    seconds = 0.0
-    for _ in range(3):
-        done, took = _run(argv, cli_env, tmp_path)
-        seconds += took
-        if "output token maximum" not in done.stdout + done.stderr:
-            break
-    assert done.returncode == 0, done.stdout + done.stderr
+    # Claude Code samples at temperature 1, and under its 4k-token system prompt the 135M model often runs
+    # past the cap: Claude Code asks it to resume and, after a few rounds, exits 1 naming the maximum (3 runs
+    # in a row did so once). That is the model's limit, met through the whole protocol (streamed Messages,
+    # stop_reason max_tokens, resumes), so it passes too; any other failure does not.
+    done, seconds = _run(argv, cli_env, tmp_path)
+    capped = done.returncode == 1 and "response exceeded the 256 output token maximum" in done.stdout + done.stderr
+    assert done.returncode == 0 or capped, done.stdout + done.stderr
     assert done.stdout.strip()
     served = _served(default_gateway, "/v1/messages", since)
     assert served and served[-1]["runner"] == "smollm2-135m-instruct" and served[-1]["model"].startswith("claude-")
