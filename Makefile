@@ -68,7 +68,7 @@ $(STAMP): pyproject.toml Makefile
 
 $(TEST_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[runners,torch,test]'
+	$(BIN)/python -m pip install --quiet -e '.[torch,test]'
 	touch $(TEST_STAMP)
 
 $(VLLM_STAMP): $(TEST_STAMP)

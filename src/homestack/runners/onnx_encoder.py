@@ -67,7 +67,8 @@ class OnnxEncoder:
         start = 0
         while start < len(order):
             rows = order[start:start + BATCH]
-            if self.exact is not None and len(ids[rows[0]]) <= _EXACT_LENGTH < len(ids[rows[-1]]):
+            exact = self.exact is not None and len(ids[rows[0]]) <= _EXACT_LENGTH
+            if exact:
                 rows = [i for i in rows if len(ids[i]) <= _EXACT_LENGTH]  # the rest start the next batch
             start += len(rows)
             batch = np.zeros((len(rows), len(ids[rows[-1]])), dtype=np.int64)
@@ -75,7 +76,7 @@ class OnnxEncoder:
             for row, i in enumerate(rows):
                 batch[row, :len(ids[i])] = ids[i]
                 mask[row, :len(ids[i])] = 1
-            session = self.exact if self.exact is not None and batch.shape[1] <= _EXACT_LENGTH else self.session
+            session = self.exact if exact else self.session
             out = session.run(["sentence_embedding"], {"input_ids": batch, "attention_mask": mask})[0]
             if vectors is None:
                 vectors = np.empty((len(texts), out.shape[1]), dtype=np.float32)
